@@ -1,0 +1,167 @@
+"""``rtstyle`` command line. Options and defaults live in the config dataclasses; the help
+text reads them from there."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from realtime import __version__
+
+log = logging.getLogger("realtime")
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def _default(cls, name):
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
+
+
+def _add_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", type=Path, metavar="FILE",
+                   help="decoder weights: an rtstyle .safetensors, or pytorch-AdaIN's decoder.pth "
+                        "(then --vgg is required). Default: the decoder shipped in the package")
+    p.add_argument("--vgg", type=Path, metavar="FILE",
+                   help="pytorch-AdaIN's vgg_normalised.pth, the encoder its decoder.pth belongs to")
+    p.add_argument("--backend", default="auto",
+                   help="eager, compile, tensorrt, onnxruntime or auto (default: %(default)s, "
+                        "which picks the fastest available and says which)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+
+
+def _add_convert(sub) -> None:
+    from realtime.convert import ConvertConfig
+
+    d = lambda name: _default(ConvertConfig, name)  # noqa: E731
+    p = sub.add_parser("convert", help="stylize a video or a photo file",
+                       description="Stylize a video (frames, timing and audio kept) or a photo.")
+    p.add_argument("input", type=Path, help="video or image file (detected by content)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output file: .mp4/.mkv/.mov for videos, .jpg/.png/.webp for images "
+                        "(default: INPUT-STEM_STYLE.mp4, or the image's own format, in the current directory)")
+    p.add_argument("-s", "--style", default=d("style"),
+                   help="built-in style name or image path; several mixed as A,B:0.3 (weights "
+                        f"default 1). Default: {d('style')}. See `rtstyle styles`")
+    p.add_argument("--alpha", type=float, default=d("alpha"),
+                   help="style strength in [0, 1] (default: %(default)s)")
+    p.add_argument("--preserve-color", nargs="?", const="luminance", default=d("preserve_color"),
+                   choices=("none", "luminance", "transfer"),
+                   help="keep the content's colours: 'luminance' (default when the flag is given) "
+                        "stylizes brightness only; 'transfer' recolours the style image to the "
+                        "content's colour statistics before encoding it (for videos: the first frame's)")
+    p.add_argument("--max-side", type=int, default=d("max_side"), metavar="N",
+                   help="run the network with the longer side at most N pixels, then scale back "
+                        "to the input size (default: full size)")
+    p.add_argument("--batch", type=int, default=d("batch"),
+                   help="frames per batch (default: 4 on CUDA, 1 on CPU)")
+    p.add_argument("--crf", type=int, default=d("crf"), help="x264 quality, lower is better (default: %(default)s)")
+    p.add_argument("--preset", default=d("preset"), help="x264 speed preset (default: %(default)s)")
+    p.add_argument("--codec", default=d("codec"),
+                   help="video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present "
+                        "(default: %(default)s)")
+    p.add_argument("--tolerate-errors", action="store_true",
+                   help="skip undecodable packets of a damaged video instead of stopping")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_weights_args(p)
+    p.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> int:
+    from realtime.convert import ConvertConfig, convert
+    from realtime.stylizer import Stylizer
+    from realtime.weights import load_network
+
+    cfg = ConvertConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertConfig)})
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {cfg.alpha}")
+    encoder, decoder, info = load_network(args.decoder, args.vgg)
+    stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
+    res = convert(cfg, stylizer)
+    rate = res.frames / res.seconds if res.seconds > 0 else float("nan")
+    what = f"{res.frames} frame{'s' * (res.frames != 1)}"
+    if res.interrupted:
+        print(f"rtstyle: interrupted: {res.output} holds the first {what}"
+              f"{f' of {res.total}' if res.total else ''} and is playable", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    extra = ", audio copied" if res.audio else ""
+    print(f"rtstyle: wrote {res.output} ({what}{extra}; {res.seconds:.1f} s, {rate:.1f} frames/s, "
+          f"{stylizer.engine_name} on {stylizer.device})", file=sys.stderr)
+    return 0
+
+
+def _add_styles(sub) -> None:
+    p = sub.add_parser("styles", help="list the built-in styles or inspect a style image")
+    p.add_argument("--inspect", metavar="IMAGE", help="describe an image (or built-in) used as a style")
+    p.add_argument("--render", type=Path, metavar="DIR", help="write every built-in style as a PNG into DIR")
+    p.add_argument("--size", type=int, default=512, help="size of rendered styles (default: %(default)s)")
+    p.set_defaults(func=_run_styles)
+
+
+def _run_styles(args) -> int:
+    from realtime.images import write_image
+    from realtime.styles import BUILTINS, DEFAULT_STYLE, describe_style, load_style_image
+
+    if args.inspect:
+        for key, value in describe_style(load_style_image(args.inspect)).items():
+            print(f"{key}: {value}")
+        return 0
+    if args.render:
+        args.render.mkdir(parents=True, exist_ok=True)
+    for name, make in BUILTINS.items():
+        mark = " (default)" if name == DEFAULT_STYLE else ""
+        line = f"{name}{mark}"
+        if args.render:
+            path = args.render / f"{name}.png"
+            write_image(path, make(args.size))
+            line += f"  -> {path}"
+        print(line)
+    print("Any image file is a style too: rtstyle convert IN -s path/to/painting.jpg", file=sys.stderr)
+    return 0
+
+
+def _add_doctor(sub) -> None:
+    p = sub.add_parser("doctor", help="report torch, CUDA, GPU, engines, encoders and weights")
+    p.set_defaults(func=lambda args: __import__("realtime.doctor", fromlist=["main"]).main())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtstyle", description="Real-time video style transfer (AdaIN): convert files, "
+        "list styles, check the machine, train the decoder.")
+    parser.add_argument("--version", action="version", version=f"rtstyle {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_convert(sub)
+    _add_styles(sub)
+    _add_doctor(sub)
+    from realtime import train
+
+    train.register_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from realtime.images import ImageError
+    from realtime.video import MediaError, SinkError
+    from realtime.weights import WeightsError
+    from realtime.convert import Interrupted
+
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="rtstyle: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except (MediaError, SinkError, ImageError, WeightsError, ValueError) as e:
+        print(f"rtstyle: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (Interrupted, KeyboardInterrupt):
+        print("rtstyle: interrupted; nothing was kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""File conversion: a video or a photo in, the stylized file out.
+
+Video: PyAV decode (its own thread) -> batches -> stylizer -> writer thread (encode + mux,
+audio copied packet for packet) so decode, compute and encode overlap. Every frame is kept,
+in order, with its original timestamps. The output is written under a temporary name and
+renamed when complete. The first Ctrl-C stops reading, finishes a playable file of what was
+done and says so; a second one aborts and removes it.
+"""
+from __future__ import annotations
+
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from realtime.adain import mix
+from realtime.color import match_color
+from realtime.images import is_image_file, read_image, write_image
+from realtime.styles import load_style_image, parse_style_arg
+from realtime.stylizer import Stylizer
+from realtime.video import MediaError, VideoFileSink, VideoFileSource
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Every option of ``rtstyle convert``, with its default."""
+
+    input: Path
+    output: Path | None = None
+    style: str = "mosaic"
+    alpha: float = 1.0
+    preserve_color: str = "none"  # none | luminance | transfer
+    max_side: int | None = None
+    batch: int = 0  # 0: 4 on CUDA, 1 on CPU
+    crf: int = 18
+    preset: str = "medium"
+    codec: str = "libx264"
+    tolerate_errors: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class ConvertResult:
+    output: Path
+    frames: int
+    total: int | None
+    seconds: float
+    interrupted: bool = False
+    audio: bool = False
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C twice: the output was removed."""
+
+
+class _CtrlC:
+    """First SIGINT sets ``stop``; the second raises ``Interrupted``. Main thread only."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.stop.is_set():
+            raise Interrupted("interrupted twice: output removed")
+        self.stop.set()
+        print("\nrtstyle: stopping after the current batch; Ctrl-C again to abort", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def default_output(cfg: ConvertConfig, is_image: bool) -> Path:
+    tag = parse_style_arg(cfg.style)[0][0]
+    tag = Path(tag).stem if ("/" in tag or "." in tag) else tag
+    suffix = cfg.input.suffix.lower() if is_image else ".mp4"
+    if is_image and suffix not in IMAGE_SUFFIXES:
+        suffix = ".png"
+    return Path.cwd() / f"{cfg.input.stem}_{tag}{suffix}"
+
+
+def check_paths(cfg: ConvertConfig, is_image: bool) -> Path:
+    """Validate input/output before any work; returns the output path."""
+    out = cfg.output or default_output(cfg, is_image)
+    allowed = IMAGE_SUFFIXES if is_image else VIDEO_SUFFIXES
+    kind = "an image" if is_image else "a video"
+    if out.suffix.lower() not in allowed:
+        raise MediaError(f"{out}: {cfg.input} is {kind}, so the output must end in one of {', '.join(allowed)}")
+    if out.exists() and out.resolve() == cfg.input.resolve():
+        raise MediaError(f"{out}: the output would overwrite the input")
+    if out.exists() and not cfg.overwrite:
+        raise MediaError(f"{out}: already exists (pass --overwrite to replace it)")
+    if not out.parent.is_dir():
+        raise MediaError(f"{out}: the directory {out.parent} does not exist")
+    return out
+
+
+def set_styles(stylizer: Stylizer, cfg: ConvertConfig, reference: np.ndarray | None) -> None:
+    """Encode the style(s) once, mixed by weight; ``reference`` is the content image that
+    colour transfer matches the style images to (the photo, or a video's first frame)."""
+    codes, weights = [], []
+    for name, weight in parse_style_arg(cfg.style):
+        img = load_style_image(name)
+        if cfg.preserve_color == "transfer" and reference is not None:
+            img = match_color(img, reference)
+        codes.append(stylizer.encode_style(img))
+        weights.append(weight)
+    stylizer.set_style(mix(codes, weights), alpha=cfg.alpha)
+    stylizer.preserve_color = cfg.preserve_color == "luminance"
+
+
+def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
+    t0 = time.perf_counter()
+    rgb = read_image(cfg.input)
+    set_styles(stylizer, cfg, rgb)
+    styled = stylizer(torch.from_numpy(rgb)[None], max_side=cfg.max_side)[0].numpy()
+    write_image(out, styled)
+    return ConvertResult(out, 1, 1, time.perf_counter() - t0)
+
+
+def _writer(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threading.Event) -> None:
+    """Encode batches in order until the ``None`` sentinel; keep the first error."""
+    while (job := jobs.get()) is not None:
+        if errors or abort.is_set():
+            continue  # drain so the producer never blocks
+        try:
+            for pixels, frame in job:
+                sink.write(pixels, frame.pts, frame.time_base)
+        except Exception as e:  # re-raised in the main thread
+            errors.append(e)
+
+
+def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
+    t0 = time.perf_counter()
+    batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
+    with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors) as src, _CtrlC() as ctrl_c:
+        frames = iter(src)
+        first = next(frames, None)
+        if first is None:
+            raise MediaError(f"{cfg.input}: no decodable video frames")
+        set_styles(stylizer, cfg, first.pixels)
+        sink = VideoFileSink(
+            out, width=src.width, height=src.height, time_base=src.time_base, rate=src.average_rate,
+            audio_from=cfg.input if src.audio_stream is not None else None, codec=cfg.codec,
+            crf=cfg.crf, preset=cfg.preset, metadata=src.metadata,
+        )
+        jobs: queue.Queue = queue.Queue(maxsize=4)
+        errors: list = []
+        abort = threading.Event()
+        writer = threading.Thread(target=_writer, args=(sink, jobs, errors, abort), name="encode", daemon=True)
+        bar = tqdm(total=src.frame_count, unit="frame", file=sys.stderr, disable=not cfg.progress,
+                   desc=cfg.input.name, dynamic_ncols=True)
+        done = 0
+        with sink:  # an exception leaving this block aborts the sink: no file under `out`
+            writer.start()
+            try:
+                pending = [first]
+                for frame in frames:
+                    if ctrl_c.stop.is_set() or errors:
+                        break
+                    pending.append(frame)
+                    if len(pending) == batch:
+                        done += _stylize_batch(stylizer, pending, batch, cfg.max_side, jobs)
+                        bar.update(len(pending))
+                        pending = []
+                if pending and not ctrl_c.stop.is_set() and not errors:
+                    done += _stylize_batch(stylizer, pending, batch, cfg.max_side, jobs)
+                    bar.update(len(pending))
+            except BaseException:
+                abort.set()
+                raise
+            finally:
+                jobs.put(None)
+                writer.join()
+                bar.close()
+            if errors:
+                raise errors[0]
+        return ConvertResult(out, done, src.frame_count, time.perf_counter() - t0,
+                             interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None)
+
+
+def _stylize_batch(stylizer: Stylizer, frames: list, batch: int, max_side: int | None, jobs: queue.Queue) -> int:
+    """Stylize ``frames`` as one batch of exactly ``batch`` (the last one padded by repeating
+    its final frame, so engines see one shape) and queue them for the writer."""
+    pixels = [f.pixels for f in frames]
+    pixels += [pixels[-1]] * (batch - len(pixels))
+    styled = stylizer(torch.from_numpy(np.stack(pixels)), max_side=max_side).numpy()
+    jobs.put(list(zip(styled[: len(frames)], frames)))
+    return len(frames)
+
+
+def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
+    """Convert ``cfg.input`` (photo or video, detected by content) to ``cfg.output``."""
+    if not cfg.input.exists():
+        raise MediaError(f"{cfg.input}: no such file")
+    if cfg.input.is_dir():
+        raise MediaError(f"{cfg.input}: is a directory, not a video or image file")
+    is_image = is_image_file(cfg.input)
+    out = check_paths(cfg, is_image)
+    return (convert_image if is_image else convert_video)(cfg, stylizer, out)
