@@ -8,6 +8,7 @@ done and says so; a second one aborts and removes it.
 """
 from __future__ import annotations
 
+import itertools
 import queue
 import signal
 import sys
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from realtime.adain import mix
 from realtime.color import match_color
 from realtime.images import is_image_file, read_image, write_image
-from realtime.styles import load_style_image, parse_style_arg
+from realtime.styles import DEFAULT_STYLE, load_style_image, parse_style_arg
 from realtime.stylizer import Stylizer
 from realtime.video import MediaError, VideoFileSink, VideoFileSource
 
@@ -37,7 +38,7 @@ class ConvertConfig:
 
     input: Path
     output: Path | None = None
-    style: str = "mosaic"
+    style: str = DEFAULT_STYLE
     alpha: float = 1.0
     preserve_color: str = "none"  # none | luminance | transfer
     max_side: int | None = None
@@ -130,7 +131,7 @@ def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
     t0 = time.perf_counter()
     rgb = read_image(cfg.input)
     set_styles(stylizer, cfg, rgb)
-    styled = stylizer(torch.from_numpy(rgb)[None], max_side=cfg.max_side)[0].numpy()
+    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], max_side=cfg.max_side)[0].numpy()
     write_image(out, styled)
     return ConvertResult(out, 1, 1, time.perf_counter() - t0)
 
@@ -171,8 +172,8 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
         with sink:  # an exception leaving this block aborts the sink: no file under `out`
             writer.start()
             try:
-                pending = [first]
-                for frame in frames:
+                pending = []
+                for frame in itertools.chain([first], frames):
                     if ctrl_c.stop.is_set() or errors:
                         break
                     pending.append(frame)

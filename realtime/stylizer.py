@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import engines
-from realtime.adain import StyleCode, adain, style_code
+from realtime.adain import StyleCode, adain
 from realtime.color import luminance_only
 from realtime.model import Decoder, Encoder
+from realtime.styles import encode_style
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,9 @@ class Stylizer:
     def engine_name(self) -> str | None:
         return self._enc.name if self._enc is not None else None
 
-    @torch.inference_mode()
     def encode_style(self, rgb: np.ndarray) -> StyleCode:
         """(H, W, 3) uint8 RGB style image -> its ``StyleCode`` (fp32, on the stylizer's device)."""
-        h, w = (rgb.shape[0] // MULTIPLE) * MULTIPLE, (rgb.shape[1] // MULTIPLE) * MULTIPLE
-        if h == 0 or w == 0:
-            raise ValueError(f"style image of size {rgb.shape[1]}x{rgb.shape[0]} is too small (min 8x8)")
-        x = torch.from_numpy(np.ascontiguousarray(rgb[:h, :w]))[None].to(self.device)
-        return style_code(self._style_encoder(x))
+        return encode_style(self._style_encoder, rgb).to(self.device)
 
     def set_style(self, code: StyleCode, alpha: float | None = None) -> None:
         self.code = code.to(self.device)
