@@ -101,12 +101,15 @@ def _add_styles(sub) -> None:
 
 
 def _run_styles(args) -> int:
-    from realtime.images import write_image
+    from realtime.images import read_image, write_image
     from realtime.styles import BUILTINS, DEFAULT_STYLE, describe_style, load_style_image
 
     if args.inspect:
-        for key, value in describe_style(load_style_image(args.inspect)).items():
+        image = BUILTINS[args.inspect](args.size) if args.inspect in BUILTINS else read_image(args.inspect)
+        for key, value in describe_style(image).items():
             print(f"{key}: {value}")
+        used = load_style_image(args.inspect, args.size)
+        print(f"encoded at: {used.shape[1]}x{used.shape[0]} (shorter side {args.size}, longer side capped)")
         return 0
     if args.render:
         args.render.mkdir(parents=True, exist_ok=True)
@@ -138,9 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_styles(sub)
     _add_doctor(sub)
-    from realtime import train
+    from realtime import bench, train
 
     train.register_cli(sub)
+    bench.register_cli(sub)
     return parser
 
 

@@ -1,0 +1,85 @@
+"""The command line: true help, exit codes, the sub-commands that need no weights."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from realtime.cli import build_parser, main
+from realtime.convert import ConvertConfig
+from realtime.styles import BUILTINS, DEFAULT_STYLE
+
+
+def test_python_dash_m_and_version():
+    out = subprocess.run([sys.executable, "-m", "realtime", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("rtstyle ")
+
+
+@pytest.mark.parametrize("command", ["convert", "styles", "doctor", "train", "bench"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert command in capsys.readouterr().out
+
+
+def test_convert_help_states_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    cfg = ConvertConfig(input=None)
+    assert f"Default: {cfg.style}" in text and cfg.style == DEFAULT_STYLE
+    assert f"(default: {cfg.crf})" in text and f"(default: {cfg.preset})" in text
+    assert f"(default: {cfg.alpha})" in text
+
+
+def test_parser_defaults_equal_the_config_defaults():
+    args = build_parser().parse_args(["convert", "x.mp4"])
+    cfg = ConvertConfig(input=None)
+    for name in ("style", "alpha", "preserve_color", "max_side", "batch", "crf", "preset", "codec",
+                 "tolerate_errors", "overwrite", "progress"):
+        assert getattr(args, name) == getattr(cfg, name), name
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["convert"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "a.mp4", "--preserve-color", "sepia"])
+    assert e.value.code == 2
+
+
+def test_bad_alpha_is_an_error(tmp_path, capsys, test_decoder_file):
+    rc = main(["convert", str(tmp_path / "x.mp4"), "--alpha", "1.5", "--decoder", str(test_decoder_file)])
+    assert rc == 1 and "--alpha" in capsys.readouterr().err
+
+
+def test_styles_lists_builtins_and_renders(tmp_path, capsys):
+    assert main(["styles", "--render", str(tmp_path), "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILTINS:
+        assert name in out and (tmp_path / f"{name}.png").is_file()
+    assert f"{DEFAULT_STYLE} (default)" in out
+
+
+def test_styles_inspect_an_image(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
+    assert main(["styles", "--inspect", str(tmp_path / "red.png")]) == 0
+    out = capsys.readouterr().out
+    assert "width: 40" in out and "height: 30" in out
+
+
+def test_styles_inspect_missing_file_fails_clearly(tmp_path, capsys):
+    assert main(["styles", "--inspect", str(tmp_path / "absent.jpg")]) == 1
+    assert "absent.jpg" in capsys.readouterr().err
+
+
+def test_doctor_reports_engines_and_encoders(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "engine eager" in out and "ok" in out
+    assert "encoder libx264" in out and "vgg19 weights" in out
