@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import engines
-from realtime.adain import StyleCode, adain
+from realtime.adain import StyleCode, adain, mean_std
 from realtime.color import luminance_only
 from realtime.model import Decoder, Encoder
 from realtime.styles import encode_style
@@ -88,6 +88,9 @@ class Stylizer:
         self.code: StyleCode | None = None
         self.alpha = 1.0
         self.preserve_color = False
+        # Optional temporal filter of the content statistics at the AdaIN step:
+        # (mean, std), each (N, C) float32 in frame order -> the (mean, std) to use.
+        self.stats_filter = None
 
     @property
     def engine_name(self) -> str | None:
@@ -133,7 +136,9 @@ class Stylizer:
         if self._enc is None:
             self._build(padded)
         feats = self._enc(padded.to(self._enc.device))
-        t = adain(feats.to(self.device), self.code.mean, self.code.std, self.alpha)
+        feats = feats.to(self.device)
+        stats = self.stats_filter(*mean_std(feats)) if self.stats_filter is not None else None
+        t = adain(feats, self.code.mean, self.code.std, self.alpha, content_stats=stats)
         out = self._dec(t.to(self._dec.device, self._dec.dtype)).to(self.device)
         out = resize_u8(out[:, : small.shape[1], : small.shape[2]], (h, w))
         if self.preserve_color:
