@@ -67,10 +67,11 @@ def _timer(device: torch.device):
     return measure
 
 
-def bench_one(encoder: Encoder, decoder: Decoder, backend: str, size: str, cfg: BenchConfig,
-              device: torch.device) -> Row:
+def prepare(encoder: Encoder, decoder: Decoder, backend: str, size: str, batch: int, device: torch.device):
+    """Build both engines for one (backend, size); return the step that runs one batch:
+    uint8 frames -> encoder -> AdaIN -> decoder -> uint8 frames."""
     h, w = SIZES[size]
-    frames = torch.randint(0, 256, (cfg.batch, h, w, 3), dtype=torch.uint8, device=device)
+    frames = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, device=device)
     enc = engines.build(encoder, (frames,), backend, device=device)
     feats = enc(frames.to(enc.device))
     dec = engines.build(decoder, (feats,), backend, device=device)
@@ -81,16 +82,32 @@ def bench_one(encoder: Encoder, decoder: Decoder, backend: str, size: str, cfg: 
         t = adain(f.to(device), code.mean, code.std)
         return dec(t.to(dec.device, dec.dtype))
 
+    return step
+
+
+def bench_size(encoder: Encoder, decoder: Decoder, size: str, cfg: BenchConfig, device: torch.device) -> list[Row]:
+    """All backends at one size, timed in interleaved rounds (A B C A B C ...) so that
+    load from other processes falls on every backend alike."""
+    steps = {b: prepare(encoder, decoder, b, size, cfg.batch, device) for b in cfg.backends}
     measure = _timer(device)
+    times: dict[str, list[float]] = {b: [] for b in steps}
     with torch.inference_mode():
-        for _ in range(cfg.warmup):
-            step()
-        times = sorted(measure(step) / cfg.batch for _ in range(cfg.iters))
-    q = lambda p: times[min(len(times) - 1, int(round(p * (len(times) - 1))))]  # noqa: E731
+        for step in steps.values():
+            for _ in range(cfg.warmup):
+                step()
+        for _ in range(cfg.iters):
+            for b, step in steps.items():
+                times[b].append(measure(step) / cfg.batch)
+    h, w = SIZES[size]
     flops = flops_per_frame(h, w, encoder.widths)
-    p50 = statistics.median(times)
-    tflops = flops / (p50 * 1e-3) / 1e12 if device.type == "cuda" else None
-    return Row(backend, size, cfg.batch, p50, q(0.9), q(0.99), 1e3 / p50, flops / 1e9, tflops)
+    rows = []
+    for b, ts in times.items():
+        ts.sort()
+        q = lambda p: ts[min(len(ts) - 1, int(round(p * (len(ts) - 1))))]  # noqa: E731
+        p50 = statistics.median(ts)
+        tflops = flops / (p50 * 1e-3) / 1e12 if device.type == "cuda" else None
+        rows.append(Row(b, size, cfg.batch, p50, q(0.9), q(0.99), 1e3 / p50, flops / 1e9, tflops))
+    return rows
 
 
 def machine() -> dict:
@@ -114,12 +131,14 @@ def run(cfg: BenchConfig) -> list[Row]:
     print(f"rtstyle bench: {json.dumps(machine())}; {note}", file=sys.stderr)
     rows = []
     for size in cfg.sizes:
-        for backend in cfg.backends:
-            row = bench_one(encoder, decoder, backend, size, cfg, device)
+        for row in bench_size(encoder, decoder, size, cfg, device):
             rows.append(row)
-            print(f"{backend:>12} {size:>6} b{row.batch}  p50 {row.ms_p50:9.1f} ms  p90 {row.ms_p90:9.1f} ms  "
+            print(f"{row.backend:>12} {size:>6} b{row.batch}  p50 {row.ms_p50:9.1f} ms  p90 {row.ms_p90:9.1f} ms  "
                   f"{row.fps:8.2f} frames/s  {row.gflop_per_frame:7.1f} GFLOP"
                   + (f"  {row.tflops:6.1f} TFLOP/s" if row.tflops else ""))
+        base = next(r for r in rows if r.size == size)
+        for r in rows[-len(cfg.backends):][1:]:
+            print(f"{'':>12} {size:>6}     {r.backend} / {base.backend}: {base.ms_p50 / r.ms_p50:.2f}x faster")
     if cfg.json_out:
         cfg.json_out.write_text(json.dumps({"machine": machine(), "weights": note, "rows": [asdict(r) for r in rows]}, indent=2))
     return rows

@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="rtstyle: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="rtstyle: %(message)s", stream=sys.stderr)
+    for name in ("realtime", "engines"):  # other libraries' INFO chatter stays hidden
+        logging.getLogger(name).setLevel(level)
     try:
         return args.func(args)
     except (MediaError, SinkError, ImageError, WeightsError, ValueError) as e:

@@ -83,3 +83,24 @@ def test_doctor_reports_engines_and_encoders(capsys):
     out = capsys.readouterr().out
     assert "engine eager" in out and "ok" in out
     assert "encoder libx264" in out and "vgg19 weights" in out
+
+
+def test_bench_times_backends_side_by_side(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--backends", "eager,onnxruntime", "--sizes", "256", "--iters", "2", "--warmup", "1",
+               "--json", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    rows = {r["backend"]: r for r in report["rows"]}
+    assert set(rows) == {"eager", "onnxruntime"}
+    for r in rows.values():
+        assert r["ms_p50"] > 0 and r["gflop_per_frame"] == pytest.approx(63.3, abs=0.1)
+    assert "onnxruntime / eager" in capsys.readouterr().out
+    assert "random decoder" in report["weights"] or "shipped" in report["weights"]
+
+
+def test_bench_rejects_unknown_size(capsys):
+    assert main(["bench", "--sizes", "999"]) == 1
+    assert "unknown size" in capsys.readouterr().err
