@@ -6,3 +6,9 @@ pair), ``adain`` (the style step), ``styles`` and ``images`` (style codes and im
 sink), ``convert`` (file conversion), ``cli``.
 """
 __version__ = "0.1.0"
+
+
+class UserError(Exception):
+    """Bad input, output or environment: the message names the file and the problem and is
+    shown to the user as is (exit status 1). Defined here so the CLI can catch it without
+    importing the media stack."""

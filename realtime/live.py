@@ -1,0 +1,402 @@
+"""``rtstyle live``: a camera, test pattern or file -> stylizer -> smoother -> live sinks.
+
+Latency first: batch 1, and the source keeps only its newest frame (stale frames are
+dropped there, counted, never queued). The loop runs in the calling thread; the source
+captures in its own. A ``Meter`` reports fps, capture->output latency p50/p95, the output
+frame interval and drops about once a second on one updating stderr line, never per frame.
+Stops on ``frames``, the window's quit key, the source's end, or Ctrl-C; in every case the
+sinks are closed properly, so a recording is complete and playable.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+import time
+from array import array
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.artworks import DEFAULT_STYLE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Every option of ``rtstyle live``, with its default."""
+
+    input: str = "0"
+    realtime: bool = False  # files only: play at the file's own rate, dropping stale frames
+    size: str | None = None  # camera request, WIDTHxHEIGHT
+    fps: float | None = None  # camera request
+    mjpg: bool = False  # camera request
+    styles: tuple[str, ...] = (DEFAULT_STYLE,)  # each may be a mix "a,b:0.3"; n/p switch
+    alpha: float = 1.0
+    alpha_step: float = 0.1
+    preserve_color: bool = False
+    max_side: int | None = None
+    smooth: str | None = None  # None: realtime.smoothing.DEFAULT_SMOOTH
+    smooth_strength: float | None = None  # None: the smoother's default
+    window: bool = True
+    vcam: bool = False
+    stream: str | None = None
+    record: Path | None = None
+    overwrite: bool = False
+    frames: int | None = None  # stop after this many output frames; None: until stopped
+    snapshot_dir: Path = Path(".")
+    meter: bool = True
+
+
+@dataclass
+class LiveStats:
+    frames: int = 0  # frames stylized and written
+    captured: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    stop: str = ""  # "frames", "quit", "source ended", "interrupted"
+    meter_lines: int = 0
+    latencies: array = dataclasses.field(default_factory=lambda: array("d"))  # seconds, in order
+
+    def latency(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if len(self.latencies) else float("nan")
+
+
+class Meter:
+    """Capture->output latency and output intervals over the last ``window_s`` seconds; a
+    line to ``stream`` at most every ``interval_s`` (``\\r``-updated on a terminal)."""
+
+    def __init__(self, stream=None, *, interval_s: float = 1.0, window_s: float = 2.0, enabled: bool = True):
+        self.stream = stream if stream is not None else sys.stderr
+        self.interval_s, self.window_s, self.enabled = interval_s, window_s, enabled
+        self._outputs: deque[tuple[float, float]] = deque()  # (output time, latency)
+        self._last_print: float | None = None
+        self.lines = 0
+
+    def record(self, captured_at: float, output_at: float) -> None:
+        self._outputs.append((output_at, output_at - captured_at))
+
+    def text(self, now: float, dropped: int, captured: int) -> str:
+        """The meter line for the outputs of the last ``window_s`` seconds before ``now``."""
+        while self._outputs and self._outputs[0][0] < now - self.window_s:
+            self._outputs.popleft()
+        if len(self._outputs) < 2:
+            return f"  0.0 fps (waiting for frames) | dropped {dropped} of {captured}"
+        times = np.array([t for t, _ in self._outputs])
+        lat = np.array([latency for _, latency in self._outputs]) * 1e3
+        gaps = np.diff(times) * 1e3
+        fps = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+        return (f"{fps:5.1f} fps | latency p50 {np.percentile(lat, 50):4.0f} ms p95 "
+                f"{np.percentile(lat, 95):4.0f} ms | interval p50 {np.percentile(gaps, 50):4.0f} ms "
+                f"p95 {np.percentile(gaps, 95):4.0f} ms | dropped {dropped} of {captured}")
+
+    def tick(self, now: float, dropped: int, captured: int) -> bool:
+        """Print the line if ``interval_s`` passed since the last one; True if printed."""
+        if not self.enabled:
+            return False
+        if self._last_print is None:
+            self._last_print = now  # first line after a full interval of data
+            return False
+        if now - self._last_print < self.interval_s:
+            return False
+        self._last_print = now
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        line = self.text(now, dropped, captured)
+        self.stream.write(f"\r{line}\x1b[K" if tty else line + "\n")
+        self.stream.flush()
+        self.lines += 1
+        return True
+
+    def close(self) -> None:
+        if self.lines and getattr(self.stream, "isatty", lambda: False)():
+            self.stream.write("\n")
+
+
+class Controls:
+    """Applies window actions to the stylizer and smoother. ``styles``: (label, StyleCode)."""
+
+    def __init__(self, stylizer, styles, smoother=None, *, alpha_step: float = 0.1,
+                 snapshot_dir: Path = Path(".")):
+        self.stylizer, self.styles, self.smoother = stylizer, list(styles), smoother
+        self.alpha_step, self.snapshot_dir = alpha_step, Path(snapshot_dir)
+        self.index, self.smoothing, self.snapshots = 0, smoother is not None, 0
+        if self.styles:
+            stylizer.set_style(self.styles[0][1])
+        self._attach()
+
+    def _attach(self) -> None:
+        on = self.smoothing and self.smoother is not None
+        self.stylizer.stats_filter = self.smoother.stats_filter if on else None
+
+    def status(self) -> str:
+        label = self.styles[self.index][0] if self.styles else "style"
+        return (f"{label} | alpha {self.stylizer.alpha:.1f} | smoothing "
+                f"{'on' if self.smoothing else 'off'} | colour {'kept' if self.stylizer.preserve_color else 'styled'}")
+
+    def apply(self, action: str, styled: np.ndarray) -> bool:
+        """Apply ``action`` (see sinks.KEYS); ``styled`` is the frame a snapshot saves. True: quit."""
+        s = self.stylizer
+        if action in ("next_style", "prev_style") and self.styles:
+            self.index = (self.index + (1 if action == "next_style" else -1)) % len(self.styles)
+            s.set_style(self.styles[self.index][1])  # precomputed: a swap of two small tensors
+            if self.smoother is not None:
+                self.smoother.reset()
+        elif action in ("alpha_up", "alpha_down"):
+            step = self.alpha_step if action == "alpha_up" else -self.alpha_step
+            s.set_alpha(round(min(1.0, max(0.0, s.alpha + step)), 6))
+        elif action == "smooth" and self.smoother is not None:
+            self.smoothing = not self.smoothing
+            self.smoother.reset()
+            self._attach()
+        elif action == "color":
+            s.preserve_color = not s.preserve_color
+        elif action == "snapshot":
+            from realtime.images import write_image
+
+            self.snapshots += 1
+            path = self.snapshot_dir / f"rtstyle-{time.strftime('%Y%m%d-%H%M%S')}-{self.snapshots}.png"
+            write_image(path, styled)
+            log.info("snapshot: %s", path)
+        elif action == "quit":
+            return True
+        log.info("live: %s", self.status())
+        return False
+
+
+class CtrlC:
+    """While active (main thread only), the first SIGINT sets ``stop``: the loop ends after
+    the current frame, so no sink is cut mid-write; a second one raises KeyboardInterrupt."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print("\nrtstyle: stopping after this frame; Ctrl-C again to abort", file=sys.stderr)
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls | None = None,
+             meter: Meter | None = None, stop: threading.Event | None = None) -> LiveStats:
+    """Read the newest frame, stylize it (batch 1), smooth it, write it to every sink, until
+    ``cfg.frames``, a quit key, the source's end or Ctrl-C. The caller starts the source and
+    opens and closes the sinks; the source is closed here when the loop ends, so that its
+    counts are final (``captured == frames + dropped``). ``stop`` (e.g. ``CtrlC().stop``)
+    ends the loop between frames; a KeyboardInterrupt ends it wherever it lands. ``controls``
+    holds the styles and the smoother (default: the stylizer's current style, no smoothing)."""
+    controls = controls or Controls(stylizer, ())
+    smoother = controls.smoother
+    meter = meter or Meter(enabled=cfg.meter)
+    stats, start = LiveStats(), time.monotonic()
+    try:
+        while cfg.frames is None or stats.frames < cfg.frames:
+            if stop is not None and stop.is_set():
+                stats.stop = "interrupted"
+                break
+            frame = source.read(timeout=0.5)
+            if frame is None:
+                if source.finished:
+                    stats.stop = "source ended"
+                    break
+                meter.tick(time.monotonic(), source.dropped, source.captured)  # e.g. camera lost
+                continue
+            pixels = torch.from_numpy(frame.pixels)[None]
+            styled = stylizer(pixels, max_side=cfg.max_side)[0].numpy()
+            if smoother is not None and controls.smoothing:
+                styled = smoother(frame.pixels, styled)
+            for sink in sinks:
+                sink.write(styled, frame)
+            now = time.monotonic()
+            stats.frames += 1
+            stats.latencies.append(now - frame.captured_at)
+            meter.record(frame.captured_at, now)
+            meter.tick(now, source.dropped, source.captured)
+            actions = [a for a in (sink.poll() for sink in sinks) if a]
+            if any(controls.apply(a, styled) for a in actions):
+                stats.stop = "quit"
+                break
+            if actions:
+                for sink in sinks:
+                    getattr(sink, "set_status", lambda text: None)(controls.status())
+        else:
+            stats.stop = "frames"
+    except KeyboardInterrupt:
+        stats.stop = "interrupted"
+    finally:
+        meter.close()
+    source.close()  # stops counting: captured == frames read + dropped
+    stats.captured, stats.dropped = source.captured, source.dropped
+    stats.seconds, stats.meter_lines = time.monotonic() - start, meter.lines
+    return stats
+
+
+def encode_styles(stylizer, entries) -> list:
+    """Each ``-s`` entry (a name, path or mix "a,b:0.3") -> (label, StyleCode), encoded once."""
+    from realtime.adain import mix
+    from realtime.styles import load_style_image, parse_style_arg
+
+    out = []
+    for entry in entries:
+        spec = parse_style_arg(entry)
+        codes = [stylizer.encode_style(load_style_image(name)) for name, _ in spec]
+        out.append((entry, mix(codes, [w for _, w in spec])))
+    return out
+
+
+def make_smoother(cfg: LiveConfig):
+    """The TemporalSmoother for ``cfg.smooth`` (None for "none")."""
+    if cfg.smooth == "none":
+        return None
+    from realtime.smoothing import DEFAULT_SMOOTH, TemporalSmoother
+
+    kwargs = {} if cfg.smooth_strength is None else {"strength": cfg.smooth_strength}
+    mode = cfg.smooth or DEFAULT_SMOOTH
+    return None if mode == "none" else TemporalSmoother(mode, **kwargs)
+
+
+def _size(text: str | None) -> tuple[int | None, int | None]:
+    if text is None:
+        return None, None
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit()):
+        raise ValueError(f"--size must be WIDTHxHEIGHT, e.g. 1280x720, got {text!r}")
+    return int(w), int(h)
+
+
+def register_cli(sub) -> None:
+    """Add ``rtstyle live`` to the sub-command parsers ``sub``."""
+    from realtime.cli import _add_weights_args
+    from realtime.sinks import KEYS_HELP
+    from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
+
+    d = {f.name: f.default for f in dataclasses.fields(LiveConfig)}
+    p = sub.add_parser("live", help="stylize a camera, a test pattern or a file live",
+                       description="Stylize a camera, a moving test pattern or a video file live, "
+                       "to a window, a virtual camera, a network stream and/or a recording. "
+                       f"Window keys: {KEYS_HELP}.")
+    p.add_argument("-i", "--input", default=d["input"],
+                   help="camera index (0), /dev/videoN, a camera URL, synth: or synth:WxH@FPS "
+                        "(a moving test pattern), or a video file (default: %(default)s)")
+    p.add_argument("--realtime", action="store_true",
+                   help="play a file at its own rate, dropping frames when behind (default: as fast "
+                        "as frames are stylized, none dropped)")
+    p.add_argument("--size", metavar="WxH", help="camera: ask for this size (default: the driver's)")
+    p.add_argument("--fps", type=float, help="camera: ask for this frame rate (default: the driver's)")
+    p.add_argument("--mjpg", action="store_true", help="camera: ask for MJPG (often needed for 720p+ at 30 fps)")
+    p.add_argument("-s", "--style", dest="styles", action="append", metavar="STYLE",
+                   help="a built-in name, an image, or a mix A,B:0.3; repeat for several, switched "
+                        f"with n/p in the window (default: {d['styles'][0]})")
+    p.add_argument("--alpha", type=float, default=d["alpha"], help="style strength in [0, 1] (default: %(default)s)")
+    p.add_argument("--alpha-step", type=float, metavar="STEP", default=d["alpha_step"], help="+/- key step (default: %(default)s)")
+    p.add_argument("--preserve-color", action="store_true", help="stylize brightness only (key c toggles)")
+    p.add_argument("--max-side", type=int, default=d["max_side"], metavar="N",
+                   help="run the network with the longer side at most N pixels (default: full size)")
+    p.add_argument("--smooth", choices=SMOOTH_MODES, default=d["smooth"],
+                   help=f"temporal smoothing (default: {DEFAULT_SMOOTH}; key s toggles)")
+    p.add_argument("--smooth-strength", type=float, metavar="S", default=d["smooth_strength"],
+                   help="smoothing strength in [0, 1] (default: the smoother's)")
+    p.add_argument("--no-window", dest="window", action="store_false", help="no preview window")
+    p.add_argument("--vcam", action="store_true", help="send to a virtual camera (pip install 'rtstyle[vcam]')")
+    p.add_argument("--stream", metavar="URL",
+                   help="stream H.264: udp://HOST:PORT (MPEG-TS), rtmp://HOST/APP/KEY, or DIR/NAME.m3u8 (HLS)")
+    p.add_argument("--record", type=Path, metavar="FILE", help="record to FILE (fragmented MP4)")
+    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing --record file")
+    p.add_argument("--frames", type=int, default=d["frames"], metavar="N", help="stop after N output frames")
+    p.add_argument("--snapshot-dir", type=Path, metavar="DIR", default=d["snapshot_dir"],
+                   help="where the space key saves PNGs (default: %(default)s)")
+    p.add_argument("--no-meter", dest="meter", action="store_false", help="no fps/latency line")
+    _add_weights_args(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> LiveConfig:
+    """Build and check the LiveConfig (bad values raise ValueError naming the option)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LiveConfig)}
+    values["styles"] = tuple(args.styles) if args.styles else LiveConfig.styles
+    cfg = LiveConfig(**values)
+    from realtime.styles import parse_style_arg
+
+    for entry in cfg.styles:
+        parse_style_arg(entry)
+    _size(cfg.size)
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {cfg.alpha}")
+    if cfg.frames is not None and cfg.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {cfg.frames}")
+    if not cfg.snapshot_dir.is_dir():
+        raise ValueError(f"--snapshot-dir {cfg.snapshot_dir}: not a directory")
+    if cfg.record is not None:
+        if cfg.record.exists() and not cfg.overwrite:
+            raise ValueError(f"--record {cfg.record}: already exists (pass --overwrite to replace it)")
+        if not cfg.record.parent.is_dir():
+            raise ValueError(f"--record {cfg.record}: the directory {cfg.record.parent} does not exist")
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """``rtstyle live``: build everything, run the loop, report. Ctrl-C is a normal stop (0)."""
+    from realtime.capture import open_source, parse_input
+    from realtime.sinks import KEYS_HELP, RecordSink, StreamSink, VirtualCameraSink, WindowSink
+
+    cfg = config_from_args(args)
+    spec = parse_input(cfg.input)
+    width, height = _size(cfg.size)
+    with ExitStack() as stack:
+        sinks = []
+        if cfg.window:  # first, before PyAV is imported (FACTS: av before the GUI can freeze it)
+            sinks.append(stack.enter_context(WindowSink()))
+        source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
+        stack.callback(source.close)
+        from realtime.stylizer import Stylizer
+        from realtime.weights import load_network
+
+        encoder, decoder, info = load_network(args.decoder, args.vgg)
+        stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
+        stylizer.set_alpha(cfg.alpha)
+        stylizer.preserve_color = cfg.preserve_color
+        smoother = make_smoother(cfg)
+        controls = Controls(stylizer, encode_styles(stylizer, cfg.styles), smoother,
+                            alpha_step=cfg.alpha_step, snapshot_dir=cfg.snapshot_dir)
+        size = (source.width, source.height, source.fps)
+        log.info("warming up the stylizer at %dx%d", source.width, source.height)
+        stylizer(torch.zeros((1, source.height, source.width, 3), dtype=torch.uint8), max_side=cfg.max_side)
+        if smoother is not None:
+            smoother.reset()  # forget the warm-up frame's statistics
+        if cfg.record is not None:
+            sinks.append(stack.enter_context(RecordSink(cfg.record, *size)))
+        if cfg.stream is not None:
+            sinks.append(stack.enter_context(StreamSink(cfg.stream, *size)))
+        if cfg.vcam:
+            sinks.append(stack.enter_context(VirtualCameraSink(*size)))
+        outputs = ", ".join(s.name for s in sinks) or "nowhere (add --record, --stream, --vcam or a window)"
+        print(f"rtstyle: live: {source.name} {source.width}x{source.height} -> {outputs}; "
+              f"{controls.status()}" + (f"; keys: {KEYS_HELP}" if cfg.window else "")
+              + "; Ctrl-C stops", file=sys.stderr)
+        stack.enter_context(source)
+        with CtrlC() as ctrl_c:
+            stats = run_live(cfg, stylizer, source, sinks, controls=controls, stop=ctrl_c.stop)
+    print(f"rtstyle: live: {stats.frames} frames in {stats.seconds:.1f} s "
+          f"({stats.frames / max(stats.seconds, 1e-9):.1f} fps), latency p50 {stats.latency(50) * 1e3:.0f} ms "
+          f"p95 {stats.latency(95) * 1e3:.0f} ms, dropped {stats.dropped} of {stats.captured} captured; "
+          f"stopped: {stats.stop}" + (f"; recorded {cfg.record}" if cfg.record and stats.frames else ""),
+          file=sys.stderr)
+    return 0
