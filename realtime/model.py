@@ -109,20 +109,27 @@ def _decoder_layers(w: tuple[int, int, int, int]) -> list[nn.Module]:
 
 
 class Decoder(nn.Module):
-    """Mirror of the encoder with nearest-neighbour upsampling."""
+    """Mirror of the encoder with nearest-neighbour upsampling.
+
+    ``input_scale`` (C4,) multiplies the features first: a decoder trained on normalized
+    relu4_1 features (raw / per-channel mean, as in the paper's normalized VGG) carries the
+    factors here rather than folded into its first convolution, whose fp16 weights would
+    then be subnormal. Ones for pytorch-AdaIN decoders.
+    """
 
     def __init__(self, widths: Widths = Widths()):
         super().__init__()
         self.widths = widths
         self.body = nn.Sequential(*_decoder_layers(widths.as_tuple()))
+        self.register_buffer("input_scale", torch.ones(widths.c4))
 
     def decode_float(self, t: torch.Tensor) -> torch.Tensor:
         """(N, C4, h, w) -> (N, 3, 8h, 8w) float RGB, nominally [0, 1], not clamped."""
-        return self.body(t)
+        return self.body(t * self.input_scale.view(1, -1, 1, 1))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """(N, C4, h, w) features -> (N, 8h, 8w, 3) uint8 RGB."""
-        x = self.body(t.to(self.body[1].weight.dtype))
+        x = self.decode_float(t.to(self.body[1].weight.dtype))
         x = (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
         return x.permute(0, 2, 3, 1).contiguous()
 

