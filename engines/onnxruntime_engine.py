@@ -19,7 +19,10 @@ cores that the decode/encode threads and the torch ops around the engine need.
 """
 from __future__ import annotations
 
+import contextlib
+
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,10 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
         shapes = tuple({d: auto for d in range(t.dim())} for t in example_inputs)
 
     def write(tmp: Path) -> None:
+        with _quiet_exporter():
+            _export(tmp)
+
+    def _export(tmp: Path) -> None:
         torch.onnx.export(
             module, example_inputs, str(tmp), dynamo=True, external_data=False, verbose=False,
             opset_version=opset, dynamic_shapes=shapes,
@@ -61,6 +68,24 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
 
     with torch.inference_mode(False), torch.no_grad():
         return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter logs every optimizer pass (INFO on the root logger) and warns about
+    torchvision ops this network never uses; keep the user's terminal for what matters."""
+    names = ("torch.onnx", "onnxscript", "onnx_ir")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():  # torch's own pytree deprecations, raised inside export
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _versions() -> dict[str, str]:
