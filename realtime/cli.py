@@ -33,6 +33,7 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
 
 def _add_convert(sub) -> None:
     from realtime.convert import ConvertConfig
+    from realtime.smoothing import SMOOTH_MODES
 
     d = lambda name: _default(ConvertConfig, name)  # noqa: E731
     p = sub.add_parser("convert", help="stylize a video or a photo file",
@@ -56,6 +57,12 @@ def _add_convert(sub) -> None:
                         "to the input size (default: full size)")
     p.add_argument("--batch", type=int, default=d("batch"),
                    help="frames per batch (default: 4 on CUDA, 1 on CPU)")
+    p.add_argument("--smooth", default=d("smooth"), choices=SMOOTH_MODES,
+                   help="temporal smoothing for videos: 'stats' smooths the content statistics at "
+                        "the style step, 'flow' blends with the motion-compensated previous output, "
+                        "'all' does both (default: %(default)s; see benchmarks/TEMPORAL.md)")
+    p.add_argument("--smooth-strength", type=float, default=d("smooth_strength"), metavar="S",
+                   help="0 = off .. 1 = strongest (default: %(default)s)")
     p.add_argument("--crf", type=int, default=d("crf"), help="x264 quality, lower is better (default: %(default)s)")
     p.add_argument("--preset", default=d("preset"), help="x264 speed preset (default: %(default)s)")
     p.add_argument("--codec", default=d("codec"),
@@ -75,8 +82,9 @@ def _run_convert(args) -> int:
     from realtime.weights import load_network
 
     cfg = ConvertConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertConfig)})
-    if not 0.0 <= cfg.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {cfg.alpha}")
+    for flag, value in (("--alpha", cfg.alpha), ("--smooth-strength", cfg.smooth_strength)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{flag} must be in [0, 1], got {value}")
     encoder, decoder, info = load_network(args.decoder, args.vgg)
     stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
     res = convert(cfg, stylizer)

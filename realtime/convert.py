@@ -24,6 +24,7 @@ from tqdm import tqdm
 from realtime.adain import mix
 from realtime.color import match_color
 from realtime.images import is_image_file, read_image, write_image
+from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, load_style_image, parse_style_arg
 from realtime.stylizer import Stylizer
 from realtime.video import MediaError, VideoFileSink, VideoFileSource
@@ -46,6 +47,8 @@ class ConvertConfig:
     crf: int = 18
     preset: str = "medium"
     codec: str = "libx264"
+    smooth: str = DEFAULT_SMOOTH  # none | stats | flow | all (videos only)
+    smooth_strength: float = DEFAULT_STRENGTH
     tolerate_errors: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -157,6 +160,8 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
         if first is None:
             raise MediaError(f"{cfg.input}: no decodable video frames")
         set_styles(stylizer, cfg, first.pixels)
+        smoother = TemporalSmoother(cfg.smooth, cfg.smooth_strength)
+        stylizer.stats_filter = smoother.stats_filter
         sink = VideoFileSink(
             out, width=src.width, height=src.height, time_base=src.time_base, rate=src.average_rate,
             audio_from=cfg.input if src.audio_stream is not None else None, codec=cfg.codec,
@@ -178,11 +183,11 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
                         break
                     pending.append(frame)
                     if len(pending) == batch:
-                        done += _stylize_batch(stylizer, pending, batch, cfg.max_side, jobs)
+                        done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
                         bar.update(len(pending))
                         pending = []
                 if pending and not ctrl_c.stop.is_set() and not errors:
-                    done += _stylize_batch(stylizer, pending, batch, cfg.max_side, jobs)
+                    done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
                     bar.update(len(pending))
             except BaseException:
                 abort.set()
@@ -197,13 +202,15 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
                              interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None)
 
 
-def _stylize_batch(stylizer: Stylizer, frames: list, batch: int, max_side: int | None, jobs: queue.Queue) -> int:
+def _stylize_batch(stylizer: Stylizer, smoother: TemporalSmoother, frames: list, batch: int,
+                   max_side: int | None, jobs: queue.Queue) -> int:
     """Stylize ``frames`` as one batch of exactly ``batch`` (the last one padded by repeating
-    its final frame, so engines see one shape) and queue them for the writer."""
+    its final frame, so engines see one shape), smooth them in order, queue them for the writer."""
     pixels = [f.pixels for f in frames]
     pixels += [pixels[-1]] * (batch - len(pixels))
     styled = stylizer(torch.from_numpy(np.stack(pixels)), max_side=max_side).numpy()
-    jobs.put(list(zip(styled[: len(frames)], frames)))
+    smoothed = [smoother(f.pixels, out) for f, out in zip(frames, styled)]
+    jobs.put(list(zip(smoothed, frames)))
     return len(frames)
 
 

@@ -38,7 +38,7 @@ def test_parser_defaults_equal_the_config_defaults():
     args = build_parser().parse_args(["convert", "x.mp4"])
     cfg = ConvertConfig(input=None)
     for name in ("style", "alpha", "preserve_color", "max_side", "batch", "crf", "preset", "codec",
-                 "tolerate_errors", "overwrite", "progress"):
+                 "smooth", "smooth_strength", "tolerate_errors", "overwrite", "progress"):
         assert getattr(args, name) == getattr(cfg, name), name
 
 
