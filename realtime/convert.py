@@ -27,7 +27,7 @@ from realtime.images import is_image_file, read_image, write_image
 from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, load_style_image, parse_style_arg
 from realtime.stylizer import Stylizer
-from realtime.video import MediaError, VideoFileSink, VideoFileSource
+from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -222,4 +222,6 @@ def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
         raise MediaError(f"{cfg.input}: is a directory, not a video or image file")
     is_image = is_image_file(cfg.input)
     out = check_paths(cfg, is_image)
+    if not is_image:
+        check_encoder(cfg.codec)
     return (convert_image if is_image else convert_video)(cfg, stylizer, out)

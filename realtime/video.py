@@ -224,6 +224,22 @@ class VideoFileSource:
         self.close()
 
 
+def check_encoder(codec: str) -> None:
+    """Open ``codec`` on a tiny frame, so an encoder that cannot run here (NVENC without an
+    NVIDIA encoder, a name this FFmpeg build lacks) fails before any work, with the fix."""
+    if codec not in av.codecs_available:
+        raise MediaError(f"video encoder {codec!r} is not in this PyAV build; `rtstyle doctor` lists those that work")
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
+    try:
+        ctx.open()
+    except (av.FFmpegError, OSError) as e:
+        raise MediaError(
+            f"video encoder {codec!r} cannot run on this machine ({e}); "
+            "use --codec libx264, or see `rtstyle doctor`"
+        ) from e
+
+
 class VideoFileSink:
     """Encode (H, W, 3) uint8 RGB frames into a video file, optionally with another file's audio.
 
@@ -232,7 +248,7 @@ class VideoFileSink:
     removes it. Odd sizes are padded to even by repeating the last row/column. Each frame's
     pts is kept (converted to `time_base`), so variable frame rate survives. Audio from
     `audio_from` is copied packet for packet (no re-encode), interleaved as video is written.
-    `crf`/`preset` apply to libx264/libx265. `fragmented=True` (mp4/mov) writes a file that
+    `crf`/`preset` apply to libx264/libx265; `crf` is NVENC's `cq`. `fragmented=True` (mp4/mov) writes a file that
     stays readable if the process dies mid-write: a fragment goes to disk at each keyframe,
     and keyframes are forced at least every 2 s (when `rate` is known).
     """
@@ -261,7 +277,12 @@ class VideoFileSink:
             self._out = av.open(str(self._tmp), "w", options=options)
             self._out.metadata.update({k: str(v) for k, v in (metadata or {}).items()
                                        if k not in _FILE_TAGS})
-            encoder = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+            if codec in ("libx264", "libx265"):
+                encoder = {"crf": str(crf), "preset": preset}
+            elif codec.endswith("_nvenc"):  # constant quality; NVENC has its own preset names
+                encoder = {"rc": "vbr", "cq": str(crf)}
+            else:
+                encoder = {}
             if fragmented and self.rate:  # a fragment per keyframe: one every 2 s at most
                 encoder["g"] = str(max(1, round(2 * self.rate)))
             self._video = self._out.add_stream(codec, rate=self.rate, options=encoder)

@@ -286,3 +286,10 @@ def test_flow_smoothing_reduces_flicker_on_a_still_scene(tmp_path, capsys, test_
         px = [p.astype(np.float32) for p in read_back(out)["pixels"]]
         change[mode] = float(np.mean([np.abs(b - a).mean() for a, b in zip(px, px[1:])]))
     assert change["flow"] < 0.5 * change["none"], change
+
+
+def test_unusable_encoder_fails_before_any_work(tmp_path, capsys, test_decoder_file):
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--codec", "no_such_encoder", "--decoder", test_decoder_file)
+    assert rc == 1 and "no_such_encoder" in err and "rtstyle doctor" in err
+    assert leftovers(tmp_path, {"in.mp4"}) == []
