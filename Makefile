@@ -2,11 +2,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The CPU build of torch; on a GPU machine run e.g. `make install TORCH_SPEC=torch`.
+# On this project's machines torch==2.13.0 resolves to the local CPU wheel; elsewhere pick the
+# build you want, e.g. `make install TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"`.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all run clean
+.PHONY: install test run clean
 
 install: $(STAMP)
 

@@ -13,19 +13,32 @@ from realtime import UserError, __version__
 log = logging.getLogger("realtime")
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+# the names of engines.ENGINES, kept here so `--help` needs no torch import
+ENGINE_NAMES = ("eager", "compile", "tensorrt", "onnxruntime")
 
 
 def _default(cls, name):
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
+def check_device(device: str | None) -> None:
+    """A CUDA device on a machine without one is a user error, not a traceback."""
+    import torch
+
+    from realtime import UserError
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is available here (see `rtstyle doctor`)")
+
+
 def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", type=Path, metavar="FILE",
                    help="decoder weights: an rtstyle .safetensors, or pytorch-AdaIN's decoder.pth "
-                        "(then --vgg is required). Default: the decoder shipped in the package")
+                        "(then --vgg is required). Default: the decoder shipped in the package, "
+                        "once one has been trained (`rtstyle doctor` says whether it is there)")
     p.add_argument("--vgg", type=Path, metavar="FILE",
                    help="pytorch-AdaIN's vgg_normalised.pth, the encoder its decoder.pth belongs to")
-    p.add_argument("--backend", default="auto",
+    p.add_argument("--backend", default="auto", choices=("auto", *ENGINE_NAMES),
                    help="eager, compile, tensorrt, onnxruntime or auto (default: %(default)s, "
                         "which picks the fastest available and says which)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -63,7 +76,8 @@ def _add_convert(sub) -> None:
                         "'all' does both (default: %(default)s; see benchmarks/TEMPORAL.md)")
     p.add_argument("--smooth-strength", type=float, default=d("smooth_strength"), metavar="S",
                    help="0 = off .. 1 = strongest (default: %(default)s)")
-    p.add_argument("--crf", type=int, default=d("crf"), help="x264 quality, lower is better (default: %(default)s)")
+    p.add_argument("--crf", type=int, default=d("crf"),
+                   help="quality, lower is better: crf for libx264/libx265, cq for NVENC (default: %(default)s)")
     p.add_argument("--preset", default=d("preset"), help="x264 speed preset (default: %(default)s)")
     p.add_argument("--codec", default=d("codec"),
                    help="video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present "
@@ -77,14 +91,13 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    from realtime.convert import ConvertConfig, convert
+    from realtime.convert import ConvertConfig, convert, preflight
     from realtime.stylizer import Stylizer
     from realtime.weights import load_network
 
     cfg = ConvertConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertConfig)})
-    for flag, value in (("--alpha", cfg.alpha), ("--smooth-strength", cfg.smooth_strength)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{flag} must be in [0, 1], got {value}")
+    preflight(cfg)  # bad paths and options are reported before the weights load
+    check_device(args.device)
     encoder, decoder, info = load_network(args.decoder, args.vgg)
     stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
     res = convert(cfg, stylizer)
@@ -164,9 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="rtstyle: %(message)s", stream=sys.stderr)
     for name in ("realtime", "engines"):  # other libraries' INFO chatter stays hidden
         logging.getLogger(name).setLevel(level)
+    from engines import EngineUnavailable
+
     try:
         return args.func(args)
-    except (UserError, ValueError) as e:
+    except (UserError, ValueError, EngineUnavailable) as e:
+        if args.verbose:  # a ValueError may be a bug, not bad input: show where it came from
+            raise
         print(f"rtstyle: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

@@ -140,15 +140,33 @@ def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
 
 
 def _writer(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threading.Event) -> None:
-    """Encode batches in order until the ``None`` sentinel; keep the first error."""
+    """Encode batches in order until the ``None`` sentinel; keep the first error; after
+    ``abort`` only drain (so the producer never blocks) and touch the sink no more."""
     while (job := jobs.get()) is not None:
-        if errors or abort.is_set():
-            continue  # drain so the producer never blocks
         try:
             for pixels, frame in job:
+                if errors or abort.is_set():
+                    break
                 sink.write(pixels, frame.pts, frame.time_base)
         except Exception as e:  # re-raised in the main thread
             errors.append(e)
+
+
+def _stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.Event) -> BaseException | None:
+    """Send the sentinel and wait for the writer, whatever Ctrl-C does meanwhile: the sink
+    must never be finalized or aborted while the writer may still use it. Returns the
+    ``Interrupted`` that arrived during the wait, if any (the writer was told to stop)."""
+    interrupted, sent = None, False
+    while not sent or writer.is_alive():
+        try:
+            if not sent:
+                jobs.put(None)
+                sent = True
+            writer.join()
+        except Interrupted as e:
+            abort.set()
+            interrupted = e
+    return interrupted
 
 
 def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
@@ -174,30 +192,36 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
         bar = tqdm(total=src.frame_count, unit="frame", file=sys.stderr, disable=not cfg.progress,
                    desc=cfg.input.name, dynamic_ncols=True)
         done = 0
-        with sink:  # an exception leaving this block aborts the sink: no file under `out`
-            writer.start()
-            try:
-                pending = []
-                for frame in itertools.chain([first], frames):
-                    if ctrl_c.stop.is_set() or errors:
-                        break
-                    pending.append(frame)
-                    if len(pending) == batch:
-                        done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
-                        bar.update(len(pending))
-                        pending = []
-                if pending and not ctrl_c.stop.is_set() and not errors:
+        writer.start()
+        try:
+            pending = []
+            for frame in itertools.chain([first], frames):
+                if ctrl_c.stop.is_set() or errors:
+                    break
+                pending.append(frame)
+                if len(pending) == batch:
                     done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
                     bar.update(len(pending))
-            except BaseException:
-                abort.set()
-                raise
-            finally:
-                jobs.put(None)
-                writer.join()
-                bar.close()
-            if errors:
-                raise errors[0]
+                    pending = []
+            if pending and not ctrl_c.stop.is_set() and not errors:
+                done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
+                bar.update(len(pending))
+        except BaseException:
+            abort.set()
+            _stop_writer(writer, jobs, abort)
+            sink.abort()
+            raise
+        finally:
+            bar.close()
+        interrupted = _stop_writer(writer, jobs, abort)
+        if interrupted is not None or errors:
+            sink.abort()
+            raise interrupted or errors[0]
+        try:
+            sink.close(trim_audio=ctrl_c.stop.is_set())
+        except BaseException:
+            sink.abort()
+            raise
         return ConvertResult(out, done, src.frame_count, time.perf_counter() - t0,
                              interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None)
 
@@ -214,8 +238,14 @@ def _stylize_batch(stylizer: Stylizer, smoother: TemporalSmoother, frames: list,
     return len(frames)
 
 
-def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
-    """Convert ``cfg.input`` (photo or video, detected by content) to ``cfg.output``."""
+def preflight(cfg: ConvertConfig) -> tuple[bool, Path]:
+    """Every check that needs no network: input exists and is a photo or video, the output
+    path is usable, options are in range, the encoder runs. -> (is_image, output path)."""
+    for name, value in (("alpha", cfg.alpha), ("smooth-strength", cfg.smooth_strength)):
+        if not 0.0 <= value <= 1.0:
+            raise MediaError(f"--{name} must be in [0, 1], got {value}")
+    if cfg.batch < 0:
+        raise MediaError(f"--batch must be 0 (automatic) or more, got {cfg.batch}")
     if not cfg.input.exists():
         raise MediaError(f"{cfg.input}: no such file")
     if cfg.input.is_dir():
@@ -224,4 +254,10 @@ def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
     out = check_paths(cfg, is_image)
     if not is_image:
         check_encoder(cfg.codec)
+    return is_image, out
+
+
+def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
+    """Convert ``cfg.input`` (photo or video, detected by content) to ``cfg.output``."""
+    is_image, out = preflight(cfg)
     return (convert_image if is_image else convert_video)(cfg, stylizer, out)

@@ -270,6 +270,7 @@ class VideoFileSink:
         self._frames_written = 0
         self._last_pts: int | None = None
         self._state = "open"
+        self.fragmented = fragmented
         self._out = self._audio_in = self._audio_packets = self._pending = None
         with self._guard("opening"):
             # Without flush_packets the mp4 muxer keeps finished fragments in memory.
@@ -316,6 +317,12 @@ class VideoFileSink:
         except (OSError, av.FFmpegError) as e:
             self.abort()
             raise SinkError(f"{self.path}: {_reason(e)} (while {doing})") from e
+        except KeyboardInterrupt:
+            # Python delivers the signal between bytecodes, so the muxer is consistent: a
+            # fragmented file stays valid and close() can still finish it. Others are dropped.
+            if not self.fragmented:
+                self.abort()
+            raise
         except BaseException:
             self.abort()
             raise
@@ -373,8 +380,11 @@ class VideoFileSink:
             self._out.mux(packet)
             self._pending = None
 
-    def close(self) -> Path:
-        """Flush the encoder, copy the remaining audio, finalize and rename; return `path`."""
+    def close(self, *, trim_audio: bool = False) -> Path:
+        """Flush the encoder, copy the remaining audio, finalize and rename; return `path`.
+
+        `trim_audio`: copy audio only up to the end of the last frame written (for a file cut
+        short on purpose, e.g. by Ctrl-C), not the rest of the source's soundtrack."""
         if self._state == "closed":
             return self.path
         if self._state != "open":
@@ -384,13 +394,18 @@ class VideoFileSink:
             raise SinkError(f"{self.path}: no frames were written; no file created")
         with self._guard("finalizing"):
             self._out.mux(self._video.encode(None))
-            self._mux_audio_until(None)
+            self._mux_audio_until(self._video_end() if trim_audio else None)
             self._out.close()
             if self._audio_in is not None:
                 self._audio_in.close()
             os.replace(self._tmp, self.path)
         self._state = "closed"
         return self.path
+
+    def _video_end(self) -> Fraction:
+        """Time at which the last written frame ends (its pts plus one frame at `rate`)."""
+        step = 1 / self.rate if self.rate else Fraction(0)
+        return self._last_pts * self.time_base + step
 
     def abort(self) -> None:
         """Discard the output: close without finalizing, remove the temporary file. Idempotent."""

@@ -104,3 +104,38 @@ def test_bench_times_backends_side_by_side(tmp_path, capsys):
 def test_bench_rejects_unknown_size(capsys):
     assert main(["bench", "--sizes", "999"]) == 1
     assert "unknown size" in capsys.readouterr().err
+
+
+def test_cli_engine_names_match_the_engines_package():
+    import engines
+    from realtime.cli import ENGINE_NAMES
+
+    assert ENGINE_NAMES == tuple(engines.ENGINES)
+
+
+def test_bad_input_is_reported_before_missing_weights(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("realtime.weights.DEFAULT_DECODER", tmp_path / "absent.safetensors")
+    assert main(["convert", str(tmp_path / "nope.mp4")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.mp4: no such file" in err and "decoder" not in err
+
+
+def test_unavailable_backend_and_device_are_one_line_errors(tmp_path, capsys, test_decoder_file):
+    from media import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    assert main(["convert", str(src), "-o", str(tmp_path / "o.mp4"), "--backend", "tensorrt",
+                 "--decoder", str(test_decoder_file), "--no-progress"]) == 1
+    assert "rtstyle[trt]" in capsys.readouterr().err
+    if not __import__("torch").cuda.is_available():
+        assert main(["convert", str(src), "-o", str(tmp_path / "o.mp4"), "--device", "cuda"]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_negative_batch_is_refused(tmp_path, capsys):
+    from media import make_clip
+
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    assert main(["convert", str(src), "-o", str(tmp_path / "o.mp4"), "--batch", "-1"]) == 1
+    assert "--batch" in capsys.readouterr().err

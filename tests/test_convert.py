@@ -173,6 +173,10 @@ def test_first_ctrl_c_finishes_a_playable_file(tmp_path, capsys, monkeypatch, te
     info = read_back(out)
     assert 5 <= info["frames"] < 30
     assert info["times"] == read_back(src)["times"][: info["frames"]]
+    # the soundtrack stops where the pictures stop, not at the source's end
+    video_end = info["times"][-1] + Fraction(1, 25)
+    assert info["audio_times"] and max(info["audio_times"]) <= video_end
+    assert info["duration"] < 0.6 * read_back(src)["duration"]
     assert leftovers(tmp_path, {"long.mp4", "partial.mp4"}) == []
 
 
