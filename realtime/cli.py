@@ -162,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_styles(sub)
     _add_doctor(sub)
-    from realtime import bench, live, train
+    from realtime import bench, live, serve, train
 
     live.register_cli(sub)
+    serve.register_cli(sub)
     train.register_cli(sub)
     bench.register_cli(sub)
     return parser

@@ -115,7 +115,7 @@ def encode_style(encoder, image_rgb_u8: np.ndarray, *, device: str | torch.devic
     if ch < 16 or cw < 16:
         raise ValueError(f"style image must be at least 16x16 pixels, got {w}x{h}")
     top, left = (h - ch) // 2, (w - cw) // 2
-    img = np.ascontiguousarray(img[top : top + ch, left : left + cw])
+    img = np.array(img[top : top + ch, left : left + cw])  # a writable copy: torch wants one
     own = _module_device(encoder)
     dev = torch.device(device) if device is not None else own or torch.device("cpu")
     if own is not None and (own.type != dev.type or dev.index not in (None, own.index)):

@@ -16,7 +16,7 @@ def test_python_dash_m_and_version():
     assert out.returncode == 0 and out.stdout.startswith("rtstyle ")
 
 
-@pytest.mark.parametrize("command", ["convert", "styles", "doctor", "train", "bench", "live"])
+@pytest.mark.parametrize("command", ["convert", "styles", "doctor", "train", "bench", "live", "serve"])
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

@@ -1,0 +1,656 @@
+"""rtstyle in the browser (Gradio 6): stylize your webcam live, convert a video or a photo,
+and explore the styles on a t-SNE map. Run ``rtstyle serve`` or ``python -m demos.app``.
+
+**Live.** ``gr.Image(sources=["webcam"], streaming=True)`` + ``.stream`` (fastrtc does not
+support Gradio 6): the browser sends its newest frame every ``STREAM_EVERY`` s, never a
+backlog, and the handler returns the stylized frame. Every control (style, second style and
+blend, strength, colours, smoothing) is an input of the stream, so a change applies to the
+next frame without restarting it. An fps/latency readout sits under the picture.
+
+**Mirroring.** The preview is mirrored (selfie view, Gradio's default) and Gradio mirrors the
+pixels it sends too, so the server gets the mirror image. We keep that: the stylized picture
+then moves like the preview beside it, as a mirror does, which is what a person facing a
+camera expects. The price: text in the scene reads backwards, in the preview and the result
+alike; the page says so. The file tab never mirrors.
+
+**One accelerator, many visitors.** One ``Stylizer`` (engines built once) serves everyone.
+Each call runs on a shallow copy (``SharedStylizer.view``) that shares the engines and carries
+that visitor's style code, strength, colour flag and smoothing state, so visitors never see
+each other's settings. Every event that runs the network (live stream, file conversion,
+style upload, style map) is in one concurrency group, ``"gpu"``, limited to
+``ServeConfig.concurrency``: more visitors wait and Gradio shows their queue position.
+Style codes are shared: encoded once per style by whoever needs it first (an LRU in memory,
+and on disk under ``$XDG_CACHE_HOME/rtstyle/style-codes/<weights digest>``).
+
+**Per visitor** (``gr.State``, a ``Visitor``): the selected style, uploaded styles, the
+temporal smoother, the fps meter, errors already reported, and when the live session began:
+after ``time_cap_s`` of wall clock the webcam is switched off with a message (Gradio's own
+``time_limit`` counts handler time only and then lets the stream queue again).
+
+**Safety.** Outputs leave only through Gradio's cache, under a random directory and a name
+with the visitor's session; nothing of the project, the weights or any output root is in
+``allowed_paths``; uploads are capped (``max_file_size``) and videos by duration; Gradio
+deletes its temporary files (every streamed frame is one) after ``cache_age_s``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network here; before gradio loads
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import hashlib  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import OrderedDict, deque  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable, NamedTuple  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from demos import stylemap  # noqa: E402
+from realtime import UserError, __version__  # noqa: E402
+from realtime.adain import StyleCode, mix as mix_codes  # noqa: E402
+from realtime.serve import ServeConfig  # noqa: E402
+from realtime.styles import BUILTINS, DEFAULT_STYLE, load_style_image  # noqa: E402
+from realtime.stylizer import Stylizer, compute_size  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+STREAM_EVERY = 0.1  # seconds between the frames a browser sends (at most 10 fps)
+GPU = "gpu"  # the concurrency group of every event that runs the network
+QUEUE_MAX = 64  # visitors' events waiting at once; more are told the queue is full
+THUMB = 128  # gallery thumbnail side, px
+MAP_SIZE = (960, 640)  # style map canvas, px
+STYLE_SIZE = 512  # style images are encoded with this shorter side (as rtstyle convert does)
+CODE_CACHE = 1024  # style codes kept in memory (4 KB each at full width)
+MAX_UPLOADED_STYLES = 8  # per visitor; the oldest goes first
+MAX_PHOTO_PIXELS = 40_000_000
+FILE_PRESET = "veryfast"  # x264 preset for the file tab: the visitor is waiting
+STYLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".jpg", ".jpeg", ".png", ".webp"]
+MIRROR_HELP = ("Your camera is shown mirrored, like a mirror, and the stylized picture is mirrored "
+               "the same way so both move alike (text in the scene reads backwards in both). "
+               "Files in the File tab are never mirrored.")
+
+
+# ----------------------------------------------------------------------------- shared engine
+
+
+class SharedStylizer:
+    """The one ``Stylizer`` all visitors use. ``view`` gives a shallow copy that shares the
+    engines and the style encoder but has its own style, alpha, colour flag and stats filter:
+    calls from several threads never see each other's settings. (This relies on ``Stylizer``
+    keeping those settings in plain attributes; ``test_demo`` checks a view against a
+    separately configured Stylizer.)"""
+
+    def __init__(self, stylizer: Stylizer):
+        self.base = stylizer
+        self._lock = threading.Lock()
+
+    def warm_up(self, code: StyleCode, size: tuple[int, int] = (480, 640), max_side: int | None = None) -> None:
+        """Build the engines once, at the frame size most webcams send, before anyone waits."""
+        with self._lock:
+            if self.base.engine_name is None:
+                self.base.set_style(code)
+                self.base(torch.zeros((1, *size, 3), dtype=torch.uint8), max_side=max_side)
+
+    def encode_style(self, rgb: np.ndarray) -> StyleCode:
+        return self.base.encode_style(rgb)
+
+    def view(self, code: StyleCode | None, *, alpha: float = 1.0, preserve_color: bool = False,
+             stats_filter: Callable | None = None) -> Stylizer:
+        if self.base.engine_name is None:
+            raise RuntimeError("SharedStylizer.warm_up() must run before the first view")
+        v = copy.copy(self.base)
+        if code is not None:
+            v.set_style(code)
+        v.set_alpha(alpha)
+        v.preserve_color, v.stats_filter = bool(preserve_color), stats_filter
+        return v
+
+
+# ----------------------------------------------------------------------------- styles
+
+
+@dataclass(frozen=True)
+class Style:
+    key: str  # "builtin:NAME", "file:NAME" or "upload:SHA"
+    label: str
+    source: str | None  # what --style takes (a built-in name or an image path); None: an upload
+    fingerprint: str  # identity of the pixels that get encoded: the disk cache's key
+
+
+def _thumbnail(img: Image.Image) -> np.ndarray:
+    return np.asarray(ImageOps.fit(img.convert("RGB"), (THUMB, THUMB), Image.Resampling.LANCZOS)).copy()
+
+
+def _file_thumbnail(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        im.draft("RGB", (2 * THUMB, 2 * THUMB))  # JPEG: decode at a fraction of the size
+        return _thumbnail(ImageOps.exif_transpose(im))
+
+
+class StyleLibrary:
+    """The gallery (built-ins, then the images of ``styles_dir`` by name) and the style codes.
+
+    ``code(style)`` encodes a style once: an LRU of ``CODE_CACHE`` codes in memory, and when
+    ``cache_dir`` is given a file per code there (a corrupt one is recomputed, never trusted).
+    """
+
+    def __init__(self, engine: SharedStylizer, *, styles_dir: Path | None = None, cache_dir: Path | None = None):
+        self.engine, self.cache_dir = engine, cache_dir
+        self._codes: OrderedDict[str, StyleCode] = OrderedDict()
+        self._lock = threading.Lock()
+        self._files = tempfile.TemporaryDirectory(prefix="rtstyle-gallery-")  # removed with the library
+        self.styles: list[Style] = []
+        self.thumbs: dict[str, np.ndarray] = {}
+        self._paths: dict[str, str] = {}
+        for name, draw in BUILTINS.items():
+            self._add(Style(f"builtin:{name}", name, name, f"builtin:{name}:{__version__}:{STYLE_SIZE}"),
+                      _thumbnail(Image.fromarray(draw(THUMB))))
+        if styles_dir is not None:
+            self._add_dir(Path(styles_dir))
+        self.by_key = {s.key: s for s in self.styles}
+        self.default = self.by_key[f"builtin:{DEFAULT_STYLE}"]
+
+    def _add(self, style: Style, thumb: np.ndarray) -> None:
+        path = Path(self._files.name) / f"{len(self.styles):05d}.png"
+        Image.fromarray(thumb).save(path)
+        self.styles.append(style)
+        self.thumbs[style.key], self._paths[style.key] = thumb, str(path)
+
+    def _add_dir(self, folder: Path) -> None:
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in STYLE_SUFFIXES):
+            if "," in str(path.resolve()):  # a comma separates styles in a --style string
+                log.warning("styles: skipping %s: commas in style paths are not supported", path)
+                continue
+            try:
+                thumb = _file_thumbnail(path)
+            except (OSError, ValueError) as e:
+                log.warning("styles: skipping %s: not a readable image (%s)", path, e)
+                continue
+            st = path.stat()
+            label = path.stem.split("__", 1)[-1].replace("_", " ")
+            self._add(Style(f"file:{path.name}", label, str(path.resolve()),
+                            f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}"), thumb)
+
+    def gallery_item(self, style: Style) -> tuple[str, str]:
+        return self._paths[style.key], style.label
+
+    @staticmethod
+    def upload(rgb: np.ndarray, label: str) -> Style:
+        digest = hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).hexdigest()
+        return Style(f"upload:{digest[:16]}", label, None, f"upload:{digest}")
+
+    def code(self, style: Style, image: np.ndarray | None = None) -> StyleCode:
+        """The style's code; ``image`` (H, W, 3 uint8 RGB) for an upload, else read from its source."""
+        with self._lock:
+            if style.key in self._codes:
+                self._codes.move_to_end(style.key)
+                return self._codes[style.key]
+        code = self._load(style)
+        if code is None:
+            rgb = image if image is not None else load_style_image(style.source, STYLE_SIZE)
+            rgb = np.require(rgb, np.uint8, ["C", "W"])  # a file read as is comes back read-only
+            code = self.engine.encode_style(rgb)
+            self._save(style, code)
+        with self._lock:
+            self._codes[style.key] = code
+            while len(self._codes) > CODE_CACHE:
+                self._codes.popitem(last=False)
+        return code
+
+    def _file(self, style: Style) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / (hashlib.sha256(style.fingerprint.encode()).hexdigest()[:32] + ".npz")
+
+    def _load(self, style: Style) -> StyleCode | None:
+        path = self._file(style)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path) as f:
+                mean, std = torch.from_numpy(f["mean"]), torch.from_numpy(f["std"])
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("style cache: %s is unreadable (%s); recomputing it", path, e)
+            return None
+        return StyleCode(mean, std).to(self.engine.base.device)
+
+    def _save(self, style: Style, code: StyleCode) -> None:
+        path = self._file(style)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, mean=code.mean.cpu().numpy(), std=code.std.cpu().numpy())
+        os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- per visitor
+
+
+class Visitor:
+    """One browser session's state (``gr.State``). A plain class, not a dataclass: Gradio would
+    serialize a dataclass into the page's config."""
+
+    def __init__(self, style: str = f"builtin:{DEFAULT_STYLE}"):
+        self.style = style  # the primary style's key
+        self.uploads: dict[str, tuple[Style, np.ndarray, np.ndarray]] = {}  # key -> (style, RGB, thumbnail)
+        self.smoother = None  # realtime.smoothing.TemporalSmoother while smoothing is on
+        self.pair: tuple | None = None  # (style, second) of the last live frame: a change resets the smoother
+        self.started: float | None = None  # clock() of the first live frame
+        self.frames: deque[tuple[float, float]] = deque(maxlen=60)  # (clock() when done, seconds spent)
+        self.failures: dict[str, int] = {}  # exception type name -> frames it failed
+        self.error = ""  # the warning under the picture while frames fail
+
+
+class StyleMap(NamedTuple):
+    keys: list[str]
+    points: np.ndarray  # (N, 2) pixel centres
+    thumb: int
+    base: np.ndarray  # the rendered map, unmarked
+
+
+def _safe_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_")[:40] or "upload"
+
+
+# ----------------------------------------------------------------------------- handlers
+
+
+class StyleDemo:
+    """Everything behind the page; the methods are the event handlers (tests call them)."""
+
+    def __init__(self, stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cache: Path | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.cfg, self.clock = cfg, clock
+        self.engine = SharedStylizer(stylizer)
+        self.library = StyleLibrary(self.engine, styles_dir=cfg.styles_dir, cache_dir=code_cache)
+        self.engine.warm_up(self.library.code(self.library.default), max_side=cfg.max_side)
+        self._map: StyleMap | None = None
+        self._map_lock = threading.Lock()
+
+    # --- styles of a visitor
+    def styles(self, visitor: Visitor | None) -> list[Style]:
+        return self.library.styles + [s for s, _, _ in (visitor.uploads.values() if visitor else ())]
+
+    def gallery(self, visitor: Visitor | None) -> list:
+        items = [self.library.gallery_item(s) for s in self.library.styles]
+        return items + [(thumb, s.label) for s, _, thumb in (visitor.uploads.values() if visitor else ())]
+
+    def choices(self, visitor: Visitor | None) -> list[tuple[str, str]]:
+        return [("none", "")] + [(s.label, s.key) for s in self.styles(visitor)]
+
+    def _style(self, visitor: Visitor, key: str) -> Style:
+        if key in self.library.by_key:
+            return self.library.by_key[key]
+        if key in visitor.uploads:
+            return visitor.uploads[key][0]
+        raise gr.Error(f"Unknown style {key!r}: pick one from the gallery.")
+
+    def _code(self, visitor: Visitor, key: str) -> StyleCode:
+        image = visitor.uploads[key][1] if key in visitor.uploads else None
+        return self.library.code(self._style(visitor, key), image)
+
+    @staticmethod
+    def _blends(visitor: Visitor, second: str | None, mix: float) -> bool:
+        return bool(second) and second != visitor.style and mix > 0
+
+    def mixed_code(self, visitor: Visitor, second: str | None, mix: float) -> StyleCode:
+        """The primary style's code, blended with ``second`` at weight ``mix`` (0: primary only)."""
+        first = self._code(visitor, visitor.style)
+        if not self._blends(visitor, second, mix):
+            return first
+        return mix_codes([first, self._code(visitor, second)], [1.0 - mix, mix])
+
+    def describe(self, visitor: Visitor, second: str | None = "", mix: float = 0.0) -> str:
+        first = self._style(visitor, visitor.style).label
+        if not self._blends(visitor, second, mix):
+            return f"Style: **{first}**"
+        other = self._style(visitor, second).label
+        return f"Style: **{first}** {100 * (1 - mix):.0f} % + **{other}** {100 * mix:.0f} %"
+
+    def select_style(self, visitor: Visitor, second: str, mix: float, evt: gr.SelectData):
+        visitor.style = self.styles(visitor)[evt.index].key
+        return visitor, self.describe(visitor, second, mix)
+
+    def add_style(self, path: str | None, visitor: Visitor, second: str, mix: float):
+        """An uploaded image becomes this visitor's style (encoded now) and is selected."""
+        if not path:
+            return gr.skip(), gr.skip(), visitor, gr.skip(), gr.skip()
+        try:
+            rgb = load_style_image(path, STYLE_SIZE)
+        except (UserError, ValueError) as e:
+            raise gr.Error(str(e).replace(str(path), Path(path).name)) from e
+        style = StyleLibrary.upload(rgb, _safe_stem(Path(path).name))
+        self.library.code(style, rgb)
+        visitor.uploads.pop(style.key, None)
+        visitor.uploads[style.key] = (style, rgb, _thumbnail(Image.fromarray(rgb)))
+        while len(visitor.uploads) > MAX_UPLOADED_STYLES:
+            visitor.uploads.pop(next(iter(visitor.uploads)))
+        visitor.style = style.key
+        index = [s.key for s in self.styles(visitor)].index(style.key)
+        return (gr.update(value=self.gallery(visitor), selected_index=index),
+                gr.update(choices=self.choices(visitor)), visitor, self.describe(visitor, second, mix), None)
+
+    # --- live
+    def live_frame(self, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
+                   smooth: float, second: str, mix: float):
+        """One webcam frame, (H, W, 3) uint8 RGB -> (stylized frame, readout, webcam update)."""
+        if frame is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        now = self.clock()
+        if visitor.started is None:
+            visitor.started = now
+        if now - visitor.started >= self.cfg.time_cap_s:
+            # Hiding the webcam stops the browser's stream and frees the slot for the next visitor.
+            return gr.skip(), self.times_up(), gr.update(visible=False)
+        t0 = time.perf_counter()
+        try:
+            out = self._stylize(frame, visitor, alpha, keep_colour, smooth, second, mix)
+            visitor.error = ""
+        # The boundary between one frame and the stream: whatever goes wrong with a frame (a
+        # style that will not load, an engine error, out of memory) must not end every
+        # visitor's stream, and Gradio would swallow it silently. So: log it with its traceback
+        # (once per visitor and kind), tell the visitor under the picture, show the frame
+        # unstyled, go on with the next one.
+        except Exception as e:  # noqa: BLE001
+            out = frame
+            self._failed(visitor, e)
+        visitor.frames.append((self.clock(), time.perf_counter() - t0))
+        return out, self.readout(visitor, frame.shape), gr.skip()
+
+    def _stylize(self, frame, visitor, alpha, keep_colour, smooth, second, mix) -> np.ndarray:
+        code = self.mixed_code(visitor, second, mix)
+        pair = (visitor.style, second if self._blends(visitor, second, mix) else None)
+        smoother = self._smoother(visitor, float(smooth), pair)
+        view = self.engine.view(code, alpha=float(alpha), preserve_color=keep_colour,
+                                stats_filter=smoother.stats_filter if smoother else None)
+        pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))[None]  # Gradio's are read-only
+        styled = view(pixels, max_side=self.cfg.max_side)[0].numpy()
+        return smoother(frame, styled) if smoother is not None else styled
+
+    @staticmethod
+    def _smoother(visitor: Visitor, strength: float, pair: tuple):
+        switched, visitor.pair = visitor.pair != pair, pair
+        if strength <= 0:
+            visitor.smoother = None
+            return None
+        if visitor.smoother is None:
+            from realtime.smoothing import DEFAULT_SMOOTH, TemporalSmoother
+
+            visitor.smoother = TemporalSmoother(DEFAULT_SMOOTH, strength)
+        elif switched:
+            visitor.smoother.reset()  # a new style: do not blend the old one's frames in
+        visitor.smoother.strength = strength
+        return visitor.smoother
+
+    @staticmethod
+    def _failed(visitor: Visitor, error: Exception) -> None:
+        kind = type(error).__name__
+        count = visitor.failures[kind] = visitor.failures.get(kind, 0) + 1
+        if count == 1:
+            log.error("live: a frame failed (%s: %s); it is shown unstyled and the stream goes on",
+                      kind, error, exc_info=error)
+        detail = str(error)[:160]  # the log has the rest
+        visitor.error = (f"⚠ A frame could not be stylized ({kind}: {detail}); your camera is shown "
+                         f"unstyled while the stream goes on ({count} frame{'s' * (count != 1)} so far).")
+
+    def readout(self, visitor: Visitor, shape: tuple) -> str:
+        now = self.clock()
+        recent = [(t, s) for t, s in visitor.frames if t >= now - 2.0]
+        h, w = shape[:2]
+        nh, nw = compute_size(h, w, self.cfg.max_side)
+        left = max(0, int(self.cfg.time_cap_s - (now - (visitor.started or now))))
+        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+            fps = (len(recent) - 1) / (recent[-1][0] - recent[0][0])
+            ms = np.array([s for _, s in recent]) * 1e3
+            speed = (f"**{fps:.1f} fps** · server time a frame p50 {np.percentile(ms, 50):.0f} ms, "
+                     f"p95 {np.percentile(ms, 95):.0f} ms")
+        else:
+            speed = "measuring…"
+        text = f"{speed} · camera {w}×{h}, network {nw}×{nh} · {left // 60}:{left % 60:02d} of live time left"
+        return text + (f"\n\n{visitor.error}" if visitor.error else "")
+
+    def times_up(self) -> str:
+        return (f"Live time is up ({self.cfg.time_cap_s / 60:g} min a visit) so that others get a turn: "
+                "the camera was switched off. Reload the page to start a new visit.")
+
+    # --- file tab
+    def convert_file(self, path: str | None, visitor: Visitor, alpha: float, keep_colour: bool, second: str,
+                     mix: float, request: gr.Request | None = None, progress=gr.Progress(track_tqdm=True)):
+        """Upload -> stylized file in Gradio's cache. Returns (video, photo, download, status)."""
+        from realtime.convert import IMAGE_SUFFIXES, ConvertConfig, convert
+
+        if not path:
+            raise gr.Error("Upload a video or a photo first.")
+        src = Path(path)
+        photo = self._check_upload(src)
+        session = _safe_stem(getattr(request, "session_hash", None) or "local")[:8]
+        suffix = (src.suffix.lower() if src.suffix.lower() in IMAGE_SUFFIXES else ".png") if photo else ".mp4"
+        out_dir = Path(gr.utils.get_upload_folder()) / secrets.token_hex(16)
+        out_dir.mkdir(parents=True)
+        out = out_dir / f"{_safe_stem(src.name)}-styled-{session}{suffix}"
+        with tempfile.TemporaryDirectory(prefix="rtstyle-style-") as tmp:
+            cfg = ConvertConfig(input=src, output=out, style=self._style_arg(visitor, second, mix, Path(tmp)),
+                                alpha=float(alpha), preserve_color="luminance" if keep_colour else "none",
+                                max_side=self.cfg.max_side, preset=FILE_PRESET)
+            try:
+                progress(0, desc="Stylizing")
+                res = convert(cfg, self.engine.view(None))
+            except UserError as e:
+                raise gr.Error(str(e).replace(str(src), src.name)) from e
+            finally:
+                if not any(out_dir.iterdir()):
+                    out_dir.rmdir()
+        what = "1 photo" if photo else f"{res.frames} frames{', sound kept' if res.audio else ''}"
+        status = f"Done in {res.seconds:.1f} s: {what}. {self.describe(visitor, second, mix)}."
+        if photo:
+            return gr.update(value=None, visible=False), gr.update(value=str(out), visible=True), str(out), status
+        return gr.update(value=str(out), visible=True), gr.update(value=None, visible=False), str(out), status
+
+    def _check_upload(self, src: Path) -> bool:
+        """Size, duration and pixel limits; True for a photo. Errors name the file, not its path."""
+        from realtime.images import is_image_file
+        from realtime.video import MediaError, VideoFileSource
+
+        mb = src.stat().st_size / 2**20
+        if mb > self.cfg.max_upload_mb:
+            raise gr.Error(f"{src.name} is {mb:.1f} MB; the limit is {self.cfg.max_upload_mb:g} MB.")
+        if is_image_file(src):
+            with Image.open(src) as im:
+                w, h = im.size
+            if w * h > MAX_PHOTO_PIXELS:
+                raise gr.Error(f"{src.name} is {w}x{h} pixels; the limit is {MAX_PHOTO_PIXELS / 1e6:g} megapixels.")
+            return True
+        try:
+            with VideoFileSource(src) as video:
+                seconds = video.duration_s
+        except MediaError as e:
+            raise gr.Error(str(e).replace(str(src), src.name)) from e
+        if seconds is None:
+            raise gr.Error(f"{src.name}: the video does not say how long it is; re-save it as MP4 and try again.")
+        if seconds > self.cfg.max_duration_s:
+            raise gr.Error(f"{src.name} lasts {seconds:.1f} s; the limit is {self.cfg.max_duration_s:g} s. "
+                           "Trim it and try again.")
+        return False
+
+    def _style_arg(self, visitor: Visitor, second: str, mix: float, tmp: Path) -> str:
+        """The visitor's choice as an ``rtstyle convert --style`` string (uploads written to ``tmp``)."""
+        from realtime.images import write_image
+
+        def source(key: str) -> str:
+            style = self._style(visitor, key)
+            if style.source is not None:
+                return style.source
+            path = tmp / f"{key.split(':', 1)[1]}.png"
+            write_image(path, visitor.uploads[key][1])
+            return str(path)
+
+        first = source(visitor.style)
+        if not self._blends(visitor, second, mix):
+            return first
+        if mix >= 1:
+            return source(second)
+        return f"{first}:{1 - mix:.6g},{source(second)}:{mix:.6g}"
+
+    # --- style map
+    def style_map(self, progress: Callable | None = None) -> StyleMap:
+        """Every gallery style's code (encoded if needed), t-SNE, thumbnails: computed once."""
+        with self._map_lock:
+            if self._map is None:
+                styles = self.library.styles
+                codes = []
+                for i, style in enumerate(styles):
+                    if progress is not None:
+                        progress((i, len(styles)), desc="Encoding the styles for the map", unit="styles")
+                    codes.append(self.library.code(style))
+                embedding = stylemap.tsne(stylemap.code_features(codes))
+                thumb = stylemap.thumb_size(len(styles), MAP_SIZE)
+                points = stylemap.place(embedding, MAP_SIZE, thumb)
+                base = stylemap.render([self.library.thumbs[s.key] for s in styles], points, MAP_SIZE, thumb)
+                self._map = StyleMap([s.key for s in styles], points, thumb, base)
+            return self._map
+
+    def _marked(self, m: StyleMap, visitor: Visitor, second: str, mix: float) -> np.ndarray:
+        first = m.keys.index(visitor.style) if visitor.style in m.keys else None
+        other = m.keys.index(second) if self._blends(visitor, second, mix) and second in m.keys else None
+        return stylemap.mark(m.base, m.points, m.thumb, first, other, mix if other is not None else 0.0)
+
+    def open_map(self, visitor: Visitor, second: str, mix: float, progress=gr.Progress()):
+        return self._marked(self.style_map(progress), visitor, second, mix)
+
+    def map_click(self, visitor: Visitor, evt: gr.SelectData):
+        """A click on the map -> (map, gallery selection, second style, blend, visitor, description)."""
+        if self._map is None:
+            raise gr.Error("The map is still being drawn.")
+        m = self._map
+        first, other, weight = stylemap.pick(m.points, tuple(evt.index), m.thumb / 2)
+        weight = round(weight, 2)  # what the slider can show
+        visitor.style = m.keys[first]
+        second = m.keys[other] if other is not None else ""
+        return (self._marked(m, visitor, second, weight), gr.update(selected_index=first), second,
+                weight if other is not None else gr.skip(), visitor, self.describe(visitor, second, weight))
+
+
+# ----------------------------------------------------------------------------- page
+
+
+def default_code_cache(stylizer: Stylizer) -> Path | None:
+    """``$XDG_CACHE_HOME/rtstyle/style-codes/<weights digest>``; None without a digest."""
+    from engines.cache import cache_dir
+
+    return cache_dir() / "style-codes" / stylizer.weights_id if stylizer.weights_id else None
+
+
+def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cache: Path | None | str = "auto",
+              clock: Callable[[], float] = time.monotonic) -> gr.Blocks:
+    """The page, wired to a ``StyleDemo`` (``blocks.style_demo``); launch it with ``launch``."""
+    from realtime.smoothing import DEFAULT_STRENGTH
+
+    cache = default_code_cache(stylizer) if code_cache == "auto" else code_cache
+    demo = StyleDemo(stylizer, cfg, code_cache=cache, clock=clock)
+    first = Visitor()
+    gpu = dict(concurrency_limit=cfg.concurrency, concurrency_id=GPU)
+    age = int(cfg.cache_age_s)
+    with gr.Blocks(title="rtstyle: live style transfer", delete_cache=(max(1, min(60, age)), age)) as blocks:
+        visitor = gr.State(Visitor)
+        gr.Markdown("## rtstyle · live style transfer (AdaIN)\nPick a style, start your camera, "
+                    "move the sliders: every change applies to the next frame.")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                gallery = gr.Gallery(demo.gallery(None), label="Styles", columns=4, height=330, allow_preview=False,
+                                     selected_index=[s.key for s in demo.styles(None)].index(first.style),
+                                     object_fit="cover", elem_id="styles")
+                selection = gr.Markdown(demo.describe(first), elem_id="selection")
+                upload = gr.Image(type="filepath", sources=["upload"], label="Add your own style (an image)",
+                                  height=120, elem_id="style-upload")
+                second = gr.Dropdown(demo.choices(None), value="", label="Blend with a second style", elem_id="second")
+                mix = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second style", elem_id="mix")
+                alpha = gr.Slider(0, 1, value=1.0, step=0.05, label="Style strength", elem_id="alpha")
+                keep = gr.Checkbox(False, label="Keep my colours (stylize brightness only)", elem_id="keep")
+                smooth = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, elem_id="smooth",
+                                   label="Temporal smoothing (0: off; less flicker, a little trailing)")
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Live", id="live"):
+                        with gr.Row():
+                            cam = gr.Image(sources=["webcam"], streaming=True, label="Your camera (mirrored)",
+                                           webcam_options=gr.WebcamOptions(mirror=True), elem_id="webcam")
+                            out = gr.Image(label="Stylized", format="jpeg", interactive=False, elem_id="styled",
+                                           buttons=["download", "fullscreen"])
+                        readout = gr.Markdown("Click the camera box to allow the webcam, then **Record**.",
+                                              elem_id="readout")
+                        gr.Markdown(MIRROR_HELP)
+                    with gr.Tab("File", id="file"):
+                        file_in = gr.File(label=f"A video (up to {cfg.max_duration_s:g} s) or a photo, "
+                                          f"up to {cfg.max_upload_mb:g} MB", file_types=VIDEO_TYPES,
+                                          height=150, elem_id="file-in")
+                        run = gr.Button("Stylize with the chosen style", variant="primary", elem_id="convert")
+                        video_out = gr.Video(label="Result", interactive=False, height=360, elem_id="result-video")
+                        photo_out = gr.Image(label="Result", interactive=False, visible=False, height=360, elem_id="result-photo")
+                        download = gr.File(label="Download", interactive=False, height=80, elem_id="download")
+                        file_status = gr.Markdown(f"Sound is kept. Download within {age // 60} minutes: "
+                                                  "results are deleted after that.", elem_id="file-status")
+                    with gr.Tab("Style map", id="map") as map_tab:
+                        gr.Markdown("The gallery's styles laid out by t-SNE of their AdaIN statistics: "
+                                    "similar styles sit together. Click a style to choose it, or click "
+                                    "between two to blend them (the nearer one weighs more).")
+                        style_map = gr.Image(label="Style map", show_label=False, interactive=False, elem_id="stylemap",
+                                             buttons=["fullscreen"])
+        cam.stream(demo.live_frame, [cam, visitor, alpha, keep, smooth, second, mix], [out, readout, cam],
+                   stream_every=STREAM_EVERY, time_limit=int(cfg.time_cap_s), show_progress_on=[out], **gpu)
+        gallery.select(demo.select_style, [visitor, second, mix], [visitor, selection])
+        upload.upload(demo.add_style, [upload, visitor, second, mix], [gallery, second, visitor, selection, upload],
+                      **gpu)
+        second.change(demo.describe, [visitor, second, mix], selection)
+        mix.release(demo.describe, [visitor, second, mix], selection)
+        run.click(demo.convert_file, [file_in, visitor, alpha, keep, second, mix],
+                  [video_out, photo_out, download, file_status], **gpu)
+        map_tab.select(demo.open_map, [visitor, second, mix], style_map, **gpu)
+        style_map.select(demo.map_click, [visitor], [style_map, gallery, second, mix, visitor, selection])
+    blocks.queue(max_size=QUEUE_MAX)
+    blocks.style_demo = demo
+    return blocks
+
+
+def launch(blocks: gr.Blocks, cfg: ServeConfig, *, prevent_thread_lock: bool = False, quiet: bool = False):
+    """Serve ``blocks`` with the safety settings of ``cfg``; returns Gradio's (app, local url, share url)."""
+    return blocks.launch(
+        server_name=cfg.host, server_port=cfg.port, share=cfg.share, auth=cfg.auth_pair(),
+        max_file_size=int(cfg.max_upload_mb * 2**20), allowed_paths=[], show_error=False,
+        run_history=False, ssr_mode=False, prevent_thread_lock=prevent_thread_lock, quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m demos.app [options]``: the same as ``rtstyle serve``."""
+    from realtime import serve
+
+    parser = argparse.ArgumentParser(prog="python -m demos.app", description="Serve the rtstyle demo.")
+    serve.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="rtstyle: %(message)s", stream=sys.stderr)
+    for name in ("realtime", "engines", "demos"):  # as `rtstyle`: other libraries' INFO stays hidden
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        return serve.run(args)
+    except (UserError, ValueError) as e:
+        print(f"rtstyle: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""The real page in headless Chromium (Debian's ``chromium``), driven by Playwright, with a
+fake camera clip that ``tests/fake_camera.py`` writes.
+
+The app runs in this process on 127.0.0.1 and a free port, with the tiny "visible" network
+of ``test_demo`` at 64 px, so frames cost milliseconds. Waits are bounded and wait for a
+condition in the page (a new frame, a text), never for a fixed time. Screenshots go to
+``artifacts/screenshots/``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} not found: apt-get install chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its wheel has the driver)")
+pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'rtstyle[demo]'")
+
+from demos import stylemap  # noqa: E402
+from demos.app import MAP_SIZE, Visitor, build_app, launch  # noqa: E402
+from realtime.serve import ServeConfig  # noqa: E402
+from tests.fake_camera import FRAMES, camera_frame, make_camera_clip  # noqa: E402
+from tests.media import make_clip, read_back  # noqa: E402
+from tests.test_demo import visible_stylizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+         "--use-fake-device-for-media-stream"]
+WAIT_MS = 30_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path):
+        self.styles = tmp / "styles"
+        self.styles.mkdir()
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(self.styles / "t__noise.png")
+        self.cache = tmp / "gradio"
+        self.cfg = ServeConfig(port=free_port(), concurrency=2, max_side=64, time_cap_s=300, styles_dir=self.styles)
+        self.blocks = build_app(visible_stylizer(), self.cfg, code_cache=None)
+        self.demo = self.blocks.style_demo
+        launch(self.blocks, self.cfg, prevent_thread_lock=True, quiet=True)
+        self.url = f"http://127.0.0.1:{self.cfg.port}/"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser")
+    old_env, old_threads = os.environ.get("GRADIO_TEMP_DIR"), torch.get_num_threads()
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp / "gradio")  # Gradio's cache: read when the app is built
+    torch.set_num_threads(1)  # tiny nets; see test_demo.one_torch_thread
+    srv = Server(tmp)
+    yield srv
+    srv.blocks.close()
+    torch.set_num_threads(old_threads)
+    if old_env is None:
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+    else:
+        os.environ["GRADIO_TEMP_DIR"] = old_env
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    clip = make_camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                              args=FLAGS + [f"--use-file-for-fake-video-capture={clip}"])
+        yield b
+        b.close()
+
+
+def open_page(browser, server):
+    page = browser.new_page(viewport={"width": 1400, "height": 950})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(server.url, wait_until="domcontentloaded")  # "networkidle" never comes: the queue stays open
+    return page
+
+
+def start_camera(page) -> None:
+    page.get_by_text("Click to Access Webcam").click()
+    page.locator("#webcam button:has-text('Record')").click()
+
+
+def next_frame(page, old: str | None = None) -> str:
+    """Wait until the stylized image shows a frame other than ``old``; return its URL."""
+    page.wait_for_function("old => { const i = document.querySelector('#styled img');"
+                           " return i && i.src && i.src !== old; }", arg=old)
+    return page.get_attribute("#styled img", "src")
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read()
+
+
+def pixels(url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(fetch(url))).convert("RGB")).astype(np.float32)
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / name))
+
+
+def renderings(demo, style: str, mirrored: bool) -> list[np.ndarray]:
+    """What the server makes of each fake-camera frame with ``style`` (no smoothing)."""
+    out = []
+    for i in range(FRAMES):
+        frame = camera_frame(i)
+        frame = np.ascontiguousarray(frame[:, ::-1]) if mirrored else frame
+        out.append(demo.live_frame(frame, Visitor(style), 1.0, False, 0.0, "", 0.5)[0].astype(np.float32))
+    return out
+
+
+def nearest(image: np.ndarray, candidates: list[np.ndarray]) -> float:
+    return min(float(np.abs(image - c).mean()) for c in candidates)
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_live_frames_appear_and_switching_style_changes_them(browser, server):
+    page = open_page(browser, server)
+    try:
+        start_camera(page)
+        src = next_frame(page)
+        seen = {src}
+        for _ in range(3):
+            src = next_frame(page, src)
+            seen.add(src)
+        assert len(seen) == 4  # new frames keep coming
+        page.wait_for_function("() => document.querySelector('#readout').innerText.includes('fps')")
+        assert "network 64×48" in page.locator("#readout").inner_text()
+        shot(page, "live.png")
+        before = pixels(src)
+        page.locator("#styles .thumbnail-item").nth(4).click()  # ember
+        page.wait_for_function("() => document.querySelector('#selection').innerText.includes('ember')")
+        for _ in range(4):  # the frame in flight may still be the old style
+            src = next_frame(page, src)
+        after = pixels(src)
+        shot(page, "live_switched.png")
+    finally:
+        page.close()
+    mosaic, ember = (renderings(server.demo, s, mirrored=True) for s in ("builtin:mosaic", "builtin:ember"))
+    assert nearest(before, mosaic) < nearest(before, ember)
+    assert nearest(after, ember) < nearest(after, mosaic)
+    # mirroring as documented: the server stylizes the mirror image of the camera
+    assert nearest(after, ember) < nearest(after, renderings(server.demo, "builtin:ember", mirrored=False))
+
+
+def test_with_a_limit_of_two_a_third_visitor_waits_in_the_queue(browser, server):
+    pages = [open_page(browser, server) for _ in range(3)]
+    try:
+        for page in pages[:2]:
+            start_camera(page)
+            next_frame(page)
+        start_camera(pages[2])
+        pages[2].wait_for_function("() => document.querySelector('#styled').innerText.includes('queue')")
+        assert pages[2].locator("#styled img").count() == 0
+        for page in pages[:2]:  # the first two keep streaming meanwhile
+            next_frame(page, page.get_attribute("#styled img", "src"))
+        shot(pages[2], "queued.png")
+        pages[0].close()  # a slot frees: the third visitor's stream starts
+        next_frame(pages[2])
+    finally:
+        for page in pages:
+            if not page.is_closed():
+                page.close()
+
+
+def test_after_the_time_cap_the_camera_is_switched_off_with_a_message(browser, server, monkeypatch):
+    page = open_page(browser, server)
+    try:
+        start_camera(page)
+        next_frame(page)
+        later = server.demo.clock() + server.cfg.time_cap_s
+        monkeypatch.setattr(server.demo, "clock", lambda: later)  # this visit has now lasted the cap
+        page.wait_for_function("() => document.querySelector('#readout').innerText.includes('time is up')")
+        page.locator("#webcam").wait_for(state="hidden")
+        shot(page, "time_cap.png")
+    finally:
+        page.close()
+
+
+def test_file_tab_round_trip_keeps_the_audio(browser, server, tmp_path):
+    clip = make_clip(tmp_path / "trip.mp4", frames=12, audio=True)
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="File").click()
+        page.locator("#convert").wait_for(state="visible")  # the tab is mounted
+        page.locator("#file-in input[type=file]").set_input_files(str(clip))
+        page.wait_for_selector("#file-in [aria-label='trip.mp4']")  # uploaded and listed
+        page.locator("#convert").click()
+        link = page.wait_for_selector("#download a[download]")
+        page.wait_for_function("() => document.querySelector('#file-status').innerText.includes('Done')")
+        assert "12 frames, sound kept" in page.locator("#file-status").inner_text()
+        shot(page, "file.png")
+        url = link.get_attribute("href")
+    finally:
+        page.close()
+    assert url.startswith(server.url + "gradio_api/file=") and "trip-styled-" in url
+    out = tmp_path / "downloaded.mp4"
+    out.write_bytes(fetch(url))
+    got, want = read_back(out), read_back(clip)
+    assert got["frames"] == 12 and got["audio_packets"] == want["audio_packets"]
+
+
+def test_style_map_click_selects_a_style_and_between_two_blends(browser, server):
+    page = open_page(browser, server)
+    try:
+        page.get_by_role("tab", name="Style map").click()
+        img = page.wait_for_selector("#stylemap img")
+        m = server.demo.style_map()
+        box = img.bounding_box()
+        scale = min(box["width"] / MAP_SIZE[0], box["height"] / MAP_SIZE[1])  # object-fit: contain
+        x0 = box["x"] + (box["width"] - MAP_SIZE[0] * scale) / 2
+        y0 = box["y"] + (box["height"] - MAP_SIZE[1] * scale) / 2
+
+        def click(point):
+            page.mouse.click(x0 + point[0] * scale, y0 + point[1] * scale)
+
+        k = m.keys.index("builtin:hatching")
+        before = img.get_attribute("src")
+        click(m.points[k])
+        page.wait_for_function("() => document.querySelector('#selection').innerText.trim() === 'Style: hatching'")
+        # the map comes back marked; a click while it is being replaced would be lost
+        page.wait_for_function("old => document.querySelector('#stylemap img')?.src !== old", arg=before)
+        # the middle of two styles, well outside every thumbnail (the layout is t-SNE's to choose)
+        mid, first, other = max(
+            ((p, *stylemap.pick(m.points, tuple(p), m.thumb / 2)[:2])
+             for a in range(len(m.keys)) for b in range(a) for p in [(m.points[a] + m.points[b]) / 2]),
+            key=lambda c: np.linalg.norm(m.points - c[0], axis=1).min())
+        assert other is not None
+        click(mid)
+        labels = {s.key: s.label for s in server.demo.library.styles}
+        expected = rf"Style: {labels[m.keys[first]]} \d+ % \+ {labels[m.keys[other]]} \d+ %"
+        page.wait_for_function("re => new RegExp(re).test(document.querySelector('#selection').innerText)",
+                               arg=expected)
+        shot(page, "map.png")
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("path", [
+    "../../../../../etc/passwd", "/etc/passwd", "..%2F..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd",
+    "{cache}/../../../../etc/passwd", "{cache}/%2E%2E/%2E%2E/%2E%2E/etc/passwd", "{root}/pyproject.toml",
+    "{styles}/t__noise.png", "{root}/tests/conftest.py",
+])
+def test_the_file_route_refuses_traversal_and_everything_outside_the_cache(server, path):
+    path = path.format(cache=server.cache, root=ROOT, styles=server.styles)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        fetch(f"{server.url}gradio_api/file={path}")
+    assert e.value.code in (403, 404)
+
+
+def test_the_server_listens_on_loopback_only(server):
+    assert server.blocks.server_name == "127.0.0.1"
+    port = f"{server.cfg.port:04X}"
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if local.endswith(f":{port}") and state == "0A":
+                listening.append(local.split(":")[0])
+    assert listening == ["0100007F"]  # 127.0.0.1, and nothing on IPv6 or 0.0.0.0
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.2", server.cfg.port), timeout=2):
+        pass  # another loopback address: refused, as any interface but 127.0.0.1 is
