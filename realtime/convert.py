@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import queue
-import signal
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from realtime import CtrlC, Interrupted
 from realtime.adain import mix
 from realtime.color import match_color
 from realtime.images import is_image_file, read_image, write_image
@@ -62,33 +62,6 @@ class ConvertResult:
     seconds: float
     interrupted: bool = False
     audio: bool = False
-
-
-class Interrupted(KeyboardInterrupt):
-    """The user pressed Ctrl-C twice: the output was removed."""
-
-
-class _CtrlC:
-    """First SIGINT sets ``stop``; the second raises ``Interrupted``. Main thread only."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.stop.is_set():
-            raise Interrupted("interrupted twice: output removed")
-        self.stop.set()
-        print("\nrtstyle: stopping after the current batch; Ctrl-C again to abort", file=sys.stderr)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def default_output(cfg: ConvertConfig, is_image: bool) -> Path:
@@ -172,7 +145,7 @@ def _stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.E
 def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
     t0 = time.perf_counter()
     batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
-    with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors) as src, _CtrlC() as ctrl_c:
+    with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors) as src, CtrlC("stopping after the current batch; Ctrl-C again to abort") as ctrl_c:
         frames = iter(src)
         first = next(frames, None)
         if first is None:

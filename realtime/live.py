@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import signal
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime import CtrlC
 from realtime.artworks import DEFAULT_STYLE
 
 log = logging.getLogger(__name__)
@@ -169,30 +169,6 @@ class Controls:
             return True
         log.info("live: %s", self.status())
         return False
-
-
-class CtrlC:
-    """While active (main thread only), the first SIGINT sets ``stop``: the loop ends after
-    the current frame, so no sink is cut mid-write; a second one raises KeyboardInterrupt."""
-
-    def __init__(self):
-        self.stop = threading.Event()
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        self.stop.set()
-        print("\nrtstyle: stopping after this frame; Ctrl-C again to abort", file=sys.stderr)
-
-    def __enter__(self) -> CtrlC:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls | None = None,
@@ -392,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
               f"{controls.status()}" + (f"; keys: {KEYS_HELP}" if cfg.window else "")
               + "; Ctrl-C stops", file=sys.stderr)
         stack.enter_context(source)
-        with CtrlC() as ctrl_c:
+        with CtrlC("stopping after this frame; Ctrl-C again to abort") as ctrl_c:
             stats = run_live(cfg, stylizer, source, sinks, controls=controls, stop=ctrl_c.stop)
     print(f"rtstyle: live: {stats.frames} frames in {stats.seconds:.1f} s "
           f"({stats.frames / max(stats.seconds, 1e-9):.1f} fps), latency p50 {stats.latency(50) * 1e3:.0f} ms "

@@ -25,7 +25,8 @@ import torch
 from realtime import live
 from realtime.capture import (CameraSource, FileSource, InputSpec, LiveFrame, SyntheticSource, open_source,
                               parse_input, pattern_frame)
-from realtime.live import Controls, CtrlC, LiveConfig, Meter, run_live
+from realtime import CtrlC
+from realtime.live import Controls, LiveConfig, Meter, run_live
 from realtime.sinks import RecordSink, StreamSink, VirtualCameraSink, WindowSink, action_for_key
 from realtime.video import MediaError, SinkError
 from tests.media import make_clip
