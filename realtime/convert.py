@@ -21,11 +21,9 @@ import torch
 from tqdm import tqdm
 
 from realtime import CtrlC, Interrupted
-from realtime.adain import mix
-from realtime.color import match_color
 from realtime.images import is_image_file, read_image, write_image
 from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
-from realtime.styles import DEFAULT_STYLE, load_style_image, parse_style_arg
+from realtime.styles import DEFAULT_STYLE, parse_style_arg
 from realtime.stylizer import Stylizer
 from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
 
@@ -92,14 +90,8 @@ def check_paths(cfg: ConvertConfig, is_image: bool) -> Path:
 def set_styles(stylizer: Stylizer, cfg: ConvertConfig, reference: np.ndarray | None) -> None:
     """Encode the style(s) once, mixed by weight; ``reference`` is the content image that
     colour transfer matches the style images to (the photo, or a video's first frame)."""
-    codes, weights = [], []
-    for name, weight in parse_style_arg(cfg.style):
-        img = load_style_image(name)
-        if cfg.preserve_color == "transfer" and reference is not None:
-            img = match_color(img, reference)
-        codes.append(stylizer.encode_style(img))
-        weights.append(weight)
-    stylizer.set_style(mix(codes, weights), alpha=cfg.alpha)
+    recolour = reference if cfg.preserve_color == "transfer" else None
+    stylizer.set_style(stylizer.encode_spec(cfg.style, recolour), alpha=cfg.alpha)
     stylizer.preserve_color = cfg.preserve_color == "luminance"
 
 

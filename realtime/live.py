@@ -227,15 +227,7 @@ def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls | N
 
 def encode_styles(stylizer, entries) -> list:
     """Each ``-s`` entry (a name, path or mix "a,b:0.3") -> (label, StyleCode), encoded once."""
-    from realtime.adain import mix
-    from realtime.styles import load_style_image, parse_style_arg
-
-    out = []
-    for entry in entries:
-        spec = parse_style_arg(entry)
-        codes = [stylizer.encode_style(load_style_image(name)) for name, _ in spec]
-        out.append((entry, mix(codes, [w for _, w in spec])))
-    return out
+    return [(entry, stylizer.encode_spec(entry)) for entry in entries]
 
 
 def make_smoother(cfg: LiveConfig):

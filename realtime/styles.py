@@ -127,9 +127,19 @@ def encode_style(encoder, image_rgb_u8: np.ndarray, *, device: str | torch.devic
     return StyleCode(code.mean.float().cpu(), code.std.float().cpu())
 
 
-def encode_spec(encoder, spec: StyleSpec, *, size: int = 512, device: str | torch.device | None = None) -> StyleCode:
-    """Every entry of a parsed ``--style`` -> one mixed ``StyleCode`` (weights normalized)."""
-    codes = [encode_style(encoder, load_style_image(e.source, size), device=device) for e in spec]
+def encode_spec(encoder, spec: StyleSpec, *, size: int = 512, device: str | torch.device | None = None,
+                reference: np.ndarray | None = None) -> StyleCode:
+    """Every entry of a parsed ``--style`` -> one mixed ``StyleCode`` (weights normalized).
+    ``reference``: (H, W, 3) uint8 RGB content the style images are recoloured to first
+    (colour transfer before encoding, ``realtime.color.match_color``)."""
+    from realtime.color import match_color
+
+    codes = []
+    for e in spec:
+        img = load_style_image(e.source, size)
+        if reference is not None:
+            img = match_color(img, reference)
+        codes.append(encode_style(encoder, img, device=device))
     return mix(codes, [e.weight for e in spec])
 
 

@@ -16,7 +16,7 @@ import engines
 from realtime.adain import StyleCode, adain, mean_std
 from realtime.color import luminance_only
 from realtime.model import Decoder, Encoder
-from realtime.styles import encode_style
+from realtime.styles import encode_spec, encode_style, parse_style_arg
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,12 @@ class Stylizer:
     def encode_style(self, rgb: np.ndarray) -> StyleCode:
         """(H, W, 3) uint8 RGB style image -> its ``StyleCode`` (fp32, on the stylizer's device)."""
         return encode_style(self._style_encoder, rgb).to(self.device)
+
+    def encode_spec(self, arg: str, reference: np.ndarray | None = None) -> StyleCode:
+        """A ``--style`` argument ("name", "path", "a,b:0.3") -> its mixed ``StyleCode`` on the
+        stylizer's device; ``reference`` recolours the style images to that content first."""
+        spec = parse_style_arg(arg)
+        return encode_spec(self._style_encoder, spec, reference=reference).to(self.device)
 
     def set_style(self, code: StyleCode, alpha: float | None = None) -> None:
         self.code = code.to(self.device)

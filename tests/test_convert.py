@@ -297,3 +297,14 @@ def test_unusable_encoder_fails_before_any_work(tmp_path, capsys, test_decoder_f
     rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--codec", "no_such_encoder", "--decoder", test_decoder_file)
     assert rc == 1 and "no_such_encoder" in err and "rtstyle doctor" in err
     assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+@pytest.mark.parametrize("mode", ["luminance", "transfer"])
+def test_colour_preservation_modes_run_end_to_end(tmp_path, capsys, test_decoder_file, mode):
+    src = _write_png(tmp_path / "p.png", (10, 200, 30), size=(48, 40))
+    out = tmp_path / f"{mode}.png"
+    rc, err = run(capsys, src, "-o", out, "--decoder", test_decoder_file, "--preserve-color", mode, "-s", "ember")
+    assert rc == 0, err
+    pixels = np.asarray(Image.open(out)).reshape(-1, 3).astype(float)
+    if mode == "luminance":  # a flat green photo keeps its hue: green dominates every pixel
+        assert (pixels[:, 1] >= pixels[:, 0]).mean() > 0.95 and (pixels[:, 1] >= pixels[:, 2]).mean() > 0.95
