@@ -448,6 +448,15 @@ def _fmt(r: Row) -> str:
             f"p99 {r.ms_p99:9.2f} ms  {r.fps:8.2f} frames/s  {r.gflop_per_frame:7.1f} GFLOP{gpu}  {acc}")
 
 
+def bench_weights(cfg: BenchConfig, encoder=None, decoder=None, code: StyleCode | None = None):
+    """(encoder, decoder, code, note): the real weights and default style, or the injected
+    ones (tests: tiny nets). Shared by the network and pipeline modes."""
+    if encoder is None:
+        first = SIZES[cfg.sizes[0]]
+        return load_weights(cfg, real_frames(1, *first, cfg.frames_from))
+    return encoder, decoder, code or style_of(encoder, torch.device("cpu")), "injected encoder/decoder"
+
+
 def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decoder | None = None,
                 code: StyleCode | None = None) -> dict:
     """The network-mode report: {machine, weights, peak, config, rows, skipped}. ``encoder``/
@@ -456,12 +465,7 @@ def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decod
     warmup, iters = _counts(cfg, device)
     variants = [parse_variant(b) for b in (cfg.backends or BACKENDS[device.type])]
     nmax = 2 * max(cfg.batches)  # two different batches of real frames, rotated
-    first = SIZES[cfg.sizes[0]]
-    if encoder is None:
-        encoder, decoder, code, note = load_weights(cfg, real_frames(1, *first, cfg.frames_from))
-    else:
-        note = "injected encoder/decoder"
-        code = code or style_of(encoder, torch.device("cpu"))
+    encoder, decoder, code, note = bench_weights(cfg, encoder, decoder, code)
     peak = resolve_peak(cfg.peak_tflops, device)
     start = machine()
     print(f"rtstyle bench: {json.dumps(start)}; {note}; roofline: {peak[0]} TFLOP/s ({peak[2]}); "

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from realtime.adain import adain, mean_std
-from realtime.bench import (SIZES, BenchConfig, _counts, _jsonable, default_clip, load_weights, machine,
-                            parse_variant, percentiles, real_frames, style_of)
+from realtime.bench import (SIZES, BenchConfig, _counts, _jsonable, bench_weights, default_clip, machine,
+                            parse_variant, percentiles, real_frames)
 from realtime.stylizer import Stylizer, compute_size, pad_to_multiple, resize_u8
 
 STAGES = ("upload", "preprocess", "encoder", "adain", "decoder", "postprocess", "download", "smoothing", "encode")
@@ -285,12 +285,7 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     warmup, iters = _counts(cfg, device)
     backend = (cfg.backends or ("auto",))[0]
-    first = SIZES[cfg.sizes[0]]
-    if encoder is None:
-        encoder, decoder, code, note = load_weights(cfg, real_frames(1, *first, cfg.frames_from))
-    else:
-        note = "injected encoder/decoder"
-        code = code or style_of(encoder, torch.device("cpu"))
+    encoder, decoder, code, note = bench_weights(cfg, encoder, decoder, code)
     start = machine()
     print(f"rtstyle bench --mode pipeline: {json.dumps(start)}; {note}; backend {backend}", file=sys.stderr)
     stylizer = build_stylizer(encoder, decoder, code, backend, device)

@@ -24,6 +24,8 @@ frame order; small grayscale copies are ``(h, w) uint8``; flows are ``(h, w, 2) 
 """
 from __future__ import annotations
 
+import functools
+
 import logging
 from typing import Callable
 
@@ -75,9 +77,16 @@ def upscale_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return big
 
 
-def _sample_points(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    h, w = flow.shape[:2]
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of an (h, w) frame; built once per size, read-only."""
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = gy.flags.writeable = False
+    return gx, gy
+
+
+def _sample_points(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = _pixel_grid(*flow.shape[:2])
     return gx + flow[..., 0], gy + flow[..., 1]
 
 

