@@ -89,6 +89,13 @@ class Encoder(nn.Module):
         return self.features(x)[0]
 
 
+def aux_projections(widths: Widths) -> nn.ModuleDict:
+    """1x1 convolutions from a narrow encoder's relu1_1..relu4_1 (``TAPS``) to the full VGG
+    widths: a distilled encoder was trained so that ``relu(aux(f))`` approximates the normalised
+    VGG-19's features, which makes it a cheap loss network."""
+    return nn.ModuleDict({t: nn.Conv2d(w, full, 1) for t, w, full in zip(TAPS, widths.as_tuple(), FULL_WIDTHS)})
+
+
 # Mirrored decoder in pytorch-AdaIN's nn.Sequential layout, so its decoder.pth keys
 # ("1.weight", "5.weight", ...) load unchanged into ``Decoder.body``.
 def _decoder_layers(w: tuple[int, int, int, int]) -> list[nn.Module]:

