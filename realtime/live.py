@@ -252,7 +252,7 @@ def _size(text: str | None) -> tuple[int | None, int | None]:
 
 def register_cli(sub) -> None:
     """Add ``rtstyle live`` to the sub-command parsers ``sub``."""
-    from realtime.cli import _add_weights_args
+    from realtime.options import add_model_args
     from realtime.sinks import KEYS_HELP
     from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
 
@@ -292,7 +292,7 @@ def register_cli(sub) -> None:
     p.add_argument("--snapshot-dir", type=Path, metavar="DIR", default=d["snapshot_dir"],
                    help="where the space key saves PNGs (default: %(default)s)")
     p.add_argument("--no-meter", dest="meter", action="store_false", help="no fps/latency line")
-    _add_weights_args(p)
+    add_model_args(p)
     p.set_defaults(func=run)
 
 
@@ -334,11 +334,9 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(stack.enter_context(WindowSink()))
         source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
         stack.callback(source.close)
-        from realtime.stylizer import Stylizer
-        from realtime.weights import load_network
+        from realtime.options import stylizer_from_args
 
-        encoder, decoder, info = load_network(args.decoder, args.vgg)
-        stylizer = Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
+        stylizer = stylizer_from_args(args)
         stylizer.set_alpha(cfg.alpha)
         stylizer.preserve_color = cfg.preserve_color
         smoother = make_smoother(cfg)

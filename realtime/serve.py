@@ -67,7 +67,7 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``rtstyle serve``; also used by ``python -m demos.app``."""
-    from realtime.cli import _add_weights_args
+    from realtime.options import add_model_args
 
     d = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
     p.add_argument("--host", default=d["host"],
@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-age-s", type=int, metavar="S", default=d["cache_age_s"],
                    help="delete streamed frames, uploads and results older than this many seconds "
                         "(default: %(default)s; results must be downloaded within it)")
-    _add_weights_args(p)
+    add_model_args(p)
 
 
 def register_cli(sub) -> None:
@@ -114,15 +114,6 @@ def register_cli(sub) -> None:
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
     return check_config(ServeConfig(**values))
-
-
-def build_stylizer(args: argparse.Namespace):
-    """The shared Stylizer for the weights flags (raises WeightsError without a decoder)."""
-    from realtime.stylizer import Stylizer
-    from realtime.weights import load_network
-
-    encoder, decoder, info = load_network(args.decoder, args.vgg)
-    return Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     if cfg.host != LOOPBACK and cfg.auth is None:
         log.warning("serve: listening on %s without --auth: anyone who can reach this machine can use it",
                     cfg.host)
-    stylizer = build_stylizer(args)
+    from realtime.options import stylizer_from_args
+
+    stylizer = stylizer_from_args(args)
     demo = app.build_app(stylizer, cfg)
     app.launch(demo, cfg)
     return 0

@@ -54,6 +54,25 @@ def resize_u8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
+# The network's longer side when the user does not choose (``--max-side auto``): on a CPU, video
+# at 640 (Big Buck Bunny's 720p converts in about a minute on 2 cores, BENCHMARKS.md) and photos
+# at 1280; on a GPU, full size.
+CPU_MAX_SIDE = {"video": 640, "image": 1280}
+MIN_SIDE = 16  # below this the encoder's reflection padding has nothing to reflect by relu4_1
+
+
+def resolve_max_side(max_side: int | str | None, device: torch.device, kind: str = "video") -> int | None:
+    """``"auto"`` -> the device's default for ``kind`` ("video" or "image"); ``"full"``/None ->
+    None (full size); an int >= ``MIN_SIDE`` as is."""
+    if max_side == "auto":
+        return CPU_MAX_SIDE[kind] if torch.device(device).type == "cpu" else None
+    if max_side in ("full", None):
+        return None
+    if int(max_side) < MIN_SIDE:
+        raise ValueError(f"--max-side must be auto, full or at least {MIN_SIDE}, got {max_side}")
+    return int(max_side)
+
+
 def compute_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     """The size the network runs at: the frame's, or shrunk so its longer side is ``max_side``."""
     if not max_side or max(height, width) <= max_side:
@@ -65,8 +84,9 @@ def compute_size(height: int, width: int, max_side: int | None) -> tuple[int, in
 class Stylizer:
     """Stylizes batches of frames with the current style.
 
-    ``encoder``/``decoder``: fp32 CPU modules (see ``realtime.weights.load_network``).
+    ``encoder``/``decoder``: fp32 CPU modules (see ``realtime.models.load_network``).
     ``backend``/``device``/``precision`` go to ``engines.build``; ``weights_id`` keys its cache.
+    ``network``: the ``NetworkInfo`` they came with (model name, digests), when known.
     """
 
     def __init__(
@@ -78,9 +98,11 @@ class Stylizer:
         device: str | torch.device | None = None,
         precision: str | None = None,
         weights_id: str = "",
+        network=None,
     ):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.backend, self.precision, self.weights_id = backend, precision, weights_id
+        self.network = network
         # Style images are encoded once per style, in fp32, by an eager copy.
         self._style_encoder = copy.deepcopy(encoder).float().to(self.device).eval()
         self._encoder, self._decoder = encoder, decoder

@@ -253,10 +253,9 @@ def test_existing_output_is_not_overwritten_without_flag(tmp_path, capsys, test_
     assert rc == 0 and read_back(out)["frames"] == 2
 
 
-def test_without_a_decoder_the_user_is_told_how_to_get_one(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("realtime.weights.DEFAULT_DECODER", tmp_path / "absent.safetensors")
+def test_full_width_model_without_a_decoder_tells_the_user_how_to_get_one(tmp_path, capsys):
     src = make_clip(tmp_path / "in.mp4", frames=2)
-    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4")
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--model", "adain-vgg19")
     assert rc == 1 and "rtstyle train" in err and "--vgg" in err
     assert not (tmp_path / "o.mp4").exists()
 

