@@ -24,7 +24,7 @@ from realtime import CtrlC, Interrupted
 from realtime.images import is_image_file, read_image, write_image
 from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, parse_style_arg
-from realtime.stylizer import Stylizer
+from realtime.stylizer import Stylizer, resolve_max_side
 from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -40,7 +40,7 @@ class ConvertConfig:
     style: str = DEFAULT_STYLE
     alpha: float = 1.0
     preserve_color: str = "none"  # none | luminance | transfer
-    max_side: int | None = None
+    max_side: int | str = "auto"  # auto | full | N (realtime.stylizer.resolve_max_side)
     batch: int = 0  # 0: 4 on CUDA, 1 on CPU
     crf: int = 18
     preset: str = "medium"
@@ -99,7 +99,8 @@ def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
     t0 = time.perf_counter()
     rgb = read_image(cfg.input)
     set_styles(stylizer, cfg, rgb)
-    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], max_side=cfg.max_side)[0].numpy()
+    max_side = resolve_max_side(cfg.max_side, stylizer.device, "image")
+    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], max_side=max_side)[0].numpy()
     write_image(out, styled)
     return ConvertResult(out, 1, 1, time.perf_counter() - t0)
 
@@ -137,6 +138,7 @@ def _stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.E
 def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
     t0 = time.perf_counter()
     batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
+    max_side = resolve_max_side(cfg.max_side, stylizer.device, "video")
     with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors) as src, CtrlC("stopping after the current batch; Ctrl-C again to abort") as ctrl_c:
         frames = iter(src)
         first = next(frames, None)
@@ -165,11 +167,11 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
                     break
                 pending.append(frame)
                 if len(pending) == batch:
-                    done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
+                    done += _stylize_batch(stylizer, smoother, pending, batch, max_side, jobs)
                     bar.update(len(pending))
                     pending = []
             if pending and not ctrl_c.stop.is_set() and not errors:
-                done += _stylize_batch(stylizer, smoother, pending, batch, cfg.max_side, jobs)
+                done += _stylize_batch(stylizer, smoother, pending, batch, max_side, jobs)
                 bar.update(len(pending))
         except BaseException:
             abort.set()
@@ -211,6 +213,10 @@ def preflight(cfg: ConvertConfig) -> tuple[bool, Path]:
             raise MediaError(f"--{name} must be in [0, 1], got {value}")
     if cfg.batch < 0:
         raise MediaError(f"--batch must be 0 (automatic) or more, got {cfg.batch}")
+    try:
+        resolve_max_side(cfg.max_side, torch.device("cpu"))
+    except ValueError as e:
+        raise MediaError(str(e)) from None
     if not cfg.input.exists():
         raise MediaError(f"{cfg.input}: no such file")
     if cfg.input.is_dir():
