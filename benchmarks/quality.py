@@ -65,7 +65,7 @@ def pairs(data: Path, size: int, test: bool) -> list[tuple[str, str, np.ndarray,
 def ours(decoder: str | None, model: str = "adain-cd16"):
     """The product's path: load_network -> Stylizer (eager fp32, CPU) -> uint8 result."""
     from realtime.models import load_network
-    from realtime.stylizer import Stylizer
+    from realtime.stylizer import StyleSettings, Stylizer
 
     enc, dec, info = load_network(model, decoder)
     st = Stylizer(enc, dec, backend="eager", device="cpu", weights_id=info.digest, network=info)
@@ -75,8 +75,7 @@ def ours(decoder: str | None, model: str = "adain-cd16"):
         key = hash(style.tobytes())
         if key not in codes:
             codes[key] = st.encode_style(style)
-        st.set_style(codes[key])
-        return st(torch.from_numpy(content)[None])[0].numpy()
+        return st(torch.from_numpy(content)[None], StyleSettings(codes[key]))[0].numpy()
     return run
 
 

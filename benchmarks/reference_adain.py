@@ -238,8 +238,10 @@ def same_weights_check(ref: Reference, stylizer, clip: Path, style: Path, style_
     with torch.no_grad():
         theirs = ref.style_transfer(tensor, style_t.to(ref.device)).clamp(0, 1).mul(255).round().byte()
     style_u8 = (style_t[0].permute(1, 2, 0) * 255).round().byte().numpy()
-    stylizer.set_style(stylizer.encode_style(style_u8))
-    ours = stylizer(torch.from_numpy(rgb.copy())[None]).permute(0, 3, 1, 2)
+    from realtime.stylizer import StyleSettings
+
+    settings = StyleSettings(stylizer.encode_style(style_u8))
+    ours = stylizer(torch.from_numpy(rgb.copy())[None], settings).permute(0, 3, 1, 2)
     mse = (ours.float() - theirs.cpu().float()).pow(2).mean().item()
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--vgg and --decoder go together")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    from realtime.bench import machine
+    from realtime.measure import machine
 
     with tempfile.TemporaryDirectory() as tmp:
         vgg_path, dec_path, weights = args.vgg, args.decoder, "given pytorch-AdaIN pair"

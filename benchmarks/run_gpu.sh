@@ -43,7 +43,7 @@ clip_1080p() {  # Big Buck Bunny (132 frames, 1280x720) upsampled to 1920x1080 w
   python3 -c "
 from pathlib import Path
 from realtime.bench import default_clip
-from realtime.profile import prepare_clip
+from realtime.profiling import prepare_clip
 prepare_clip(default_clip(), Path('$1'), None, '1080p')"
 }
 

@@ -16,7 +16,7 @@ one fixed style, and smoothed five ways: none, naive (``out = (1-a) styled + a p
   stds) between the output (area-shrunk to the network's compute size) and the style image.
 
 The ``stats`` and ``all`` modes share one stylizer run: frames go one at a time through the stylizer
-(its ``stats_filter`` is the ``all`` smoother's EMA) and then the smoother, as in live use;
+(its settings' ``stats_filter`` is the ``all`` smoother's EMA) and then the smoother, as in live use;
 ``stats`` is that run's stylized frames (its smoother's flow part is the identity).
 Prints a table, writes JSON and a markdown table (``--out``).
 """
@@ -36,7 +36,7 @@ import torch
 from realtime.adain import mean_std
 from realtime.model import TAPS, Decoder
 from realtime.smoothing import DEFAULT_STRENGTH, FLOW_MAX_BLEND, TemporalSmoother, consistency_mask, warp
-from realtime.stylizer import Stylizer, compute_size
+from realtime.stylizer import StyleSettings, Stylizer, compute_size
 from realtime.styles import load_style_image
 from realtime.video import VideoFileSource
 from realtime import weights
@@ -158,12 +158,12 @@ def style_loss(enc, outputs: list[np.ndarray], targets, max_side: int) -> float:
     return total / len(x)
 
 
-def run_clip(st: Stylizer, frames: list[np.ndarray], args) -> tuple[dict[str, list[np.ndarray]], int]:
+def run_clip(st: Stylizer, code, frames: list[np.ndarray], args) -> tuple[dict[str, list[np.ndarray]], int]:
     """The five output sequences for one clip, and the scene cuts the smoother found."""
     outs = {m: [] for m in MODES}
-    st.stats_filter = None
     batch = torch.from_numpy(np.stack(frames))
-    styled = [o.numpy() for i in range(0, len(batch), 8) for o in st(batch[i : i + 8], args.max_side)]
+    plain = StyleSettings(code)
+    styled = [o.numpy() for i in range(0, len(batch), 8) for o in st(batch[i : i + 8], plain, args.max_side)]
     a = args.strength * FLOW_MAX_BLEND
     flow = TemporalSmoother("flow", args.strength, args.flow_side)
     for c, s in zip(frames, styled):
@@ -173,12 +173,11 @@ def run_clip(st: Stylizer, frames: list[np.ndarray], args) -> tuple[dict[str, li
         outs["naive"].append(np.clip(naive + 0.5, 0, 255).astype(np.uint8))
         outs["flow"].append(flow(c, s))
     both = TemporalSmoother("all", args.strength, args.flow_side)
-    st.stats_filter = both.stats_filter
+    filtered = StyleSettings(code, stats_filter=both.stats_filter)
     for c in frames:
-        s = st(torch.from_numpy(c)[None], args.max_side)[0].numpy()
+        s = st(torch.from_numpy(c)[None], filtered, args.max_side)[0].numpy()
         outs["stats"].append(s)
         outs["all"].append(both(c, s))
-    st.stats_filter = None
     return outs, both.cuts
 
 
@@ -205,14 +204,14 @@ def main(argv: list[str] | None = None) -> dict:
     note = label if label == RANDOM_LABEL else ""
     st = Stylizer(enc, dec, backend="eager", device="cpu")
     style = load_style_image(args.style, args.style_size)
-    st.set_style(st.encode_style(style))
+    code = st.encode_style(style)
     targets = style_targets(enc, style)
     rows = []
     for name, path in clip_paths(args):
         frames = read_frames(path, args.frames, args.size)
         if len(frames) < 2:
             raise SystemExit(f"{path}: fewer than 2 frames decoded")
-        (outs, cuts), flows = run_clip(st, frames, args), eval_flows(frames)
+        (outs, cuts), flows = run_clip(st, code, frames, args), eval_flows(frames)
         row = {"clip": name, "frames": len(frames), "cuts": cuts, "note": note}
         for m in MODES:
             row[m] = {"warp": warping_error(outs[m], flows),

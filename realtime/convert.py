@@ -24,7 +24,8 @@ from realtime import CtrlC, Interrupted
 from realtime.images import is_image_file, read_image, write_image
 from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, parse_style_arg
-from realtime.stylizer import Stylizer, resolve_max_side
+from realtime.adain import StyleCode
+from realtime.stylizer import StyleSettings, Stylizer, resolve_max_side
 from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -87,20 +88,23 @@ def check_paths(cfg: ConvertConfig, is_image: bool) -> Path:
     return out
 
 
-def set_styles(stylizer: Stylizer, cfg: ConvertConfig, reference: np.ndarray | None) -> None:
-    """Encode the style(s) once, mixed by weight; ``reference`` is the content image that
-    colour transfer matches the style images to (the photo, or a video's first frame)."""
-    recolour = reference if cfg.preserve_color == "transfer" else None
-    stylizer.set_style(stylizer.encode_spec(cfg.style, recolour), alpha=cfg.alpha)
-    stylizer.preserve_color = cfg.preserve_color == "luminance"
+def settings_for(stylizer: Stylizer, cfg: ConvertConfig, reference: np.ndarray | None,
+                 code: StyleCode | None = None, stats_filter=None) -> StyleSettings:
+    """The conversion's ``StyleSettings``: ``code`` as given, else ``cfg.style`` encoded once
+    (mixed by weight); ``reference`` is the content image that colour transfer matches the style
+    images to (the photo, or a video's first frame)."""
+    if code is None:
+        recolour = reference if cfg.preserve_color == "transfer" else None
+        code = stylizer.encode_spec(cfg.style, recolour)
+    return StyleSettings(code, cfg.alpha, cfg.preserve_color == "luminance", stats_filter)
 
 
-def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
+def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: StyleCode | None = None) -> ConvertResult:
     t0 = time.perf_counter()
     rgb = read_image(cfg.input)
-    set_styles(stylizer, cfg, rgb)
+    settings = settings_for(stylizer, cfg, rgb, code)
     max_side = resolve_max_side(cfg.max_side, stylizer.device, "image")
-    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], max_side=max_side)[0].numpy()
+    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], settings, max_side)[0].numpy()
     write_image(out, styled)
     return ConvertResult(out, 1, 1, time.perf_counter() - t0)
 
@@ -135,7 +139,7 @@ def _stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.E
     return interrupted
 
 
-def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertResult:
+def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: StyleCode | None = None) -> ConvertResult:
     t0 = time.perf_counter()
     batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
     max_side = resolve_max_side(cfg.max_side, stylizer.device, "video")
@@ -144,9 +148,8 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
         first = next(frames, None)
         if first is None:
             raise MediaError(f"{cfg.input}: no decodable video frames")
-        set_styles(stylizer, cfg, first.pixels)
         smoother = TemporalSmoother(cfg.smooth, cfg.smooth_strength)
-        stylizer.stats_filter = smoother.stats_filter
+        settings = settings_for(stylizer, cfg, first.pixels, code, smoother.stats_filter)
         sink = VideoFileSink(
             out, width=src.width, height=src.height, time_base=src.time_base, rate=src.average_rate,
             audio_from=cfg.input if src.audio_stream is not None else None, codec=cfg.codec,
@@ -167,11 +170,11 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
                     break
                 pending.append(frame)
                 if len(pending) == batch:
-                    done += _stylize_batch(stylizer, smoother, pending, batch, max_side, jobs)
+                    done += _stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
                     bar.update(len(pending))
                     pending = []
             if pending and not ctrl_c.stop.is_set() and not errors:
-                done += _stylize_batch(stylizer, smoother, pending, batch, max_side, jobs)
+                done += _stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
                 bar.update(len(pending))
         except BaseException:
             abort.set()
@@ -193,13 +196,13 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path) -> ConvertR
                              interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None)
 
 
-def _stylize_batch(stylizer: Stylizer, smoother: TemporalSmoother, frames: list, batch: int,
-                   max_side: int | None, jobs: queue.Queue) -> int:
+def _stylize_batch(stylizer: Stylizer, settings: StyleSettings, smoother: TemporalSmoother, frames: list,
+                   batch: int, max_side: int | None, jobs: queue.Queue) -> int:
     """Stylize ``frames`` as one batch of exactly ``batch`` (the last one padded by repeating
     its final frame, so engines see one shape), smooth them in order, queue them for the writer."""
     pixels = [f.pixels for f in frames]
     pixels += [pixels[-1]] * (batch - len(pixels))
-    styled = stylizer(torch.from_numpy(np.stack(pixels)), max_side=max_side).numpy()
+    styled = stylizer(torch.from_numpy(np.stack(pixels)), settings, max_side).numpy()
     smoothed = [smoother(f.pixels, out) for f, out in zip(frames, styled)]
     jobs.put(list(zip(smoothed, frames)))
     return len(frames)
@@ -228,7 +231,10 @@ def preflight(cfg: ConvertConfig) -> tuple[bool, Path]:
     return is_image, out
 
 
-def convert(cfg: ConvertConfig, stylizer: Stylizer) -> ConvertResult:
-    """Convert ``cfg.input`` (photo or video, detected by content) to ``cfg.output``."""
+def convert(cfg: ConvertConfig, stylizer: Stylizer, code: StyleCode | None = None) -> ConvertResult:
+    """Convert ``cfg.input`` (photo or video, detected by content) to ``cfg.output``. ``code``:
+    a style code to use instead of encoding ``cfg.style`` (e.g. from a style catalogue)."""
     is_image, out = preflight(cfg)
-    return (convert_image if is_image else convert_video)(cfg, stylizer, out)
+    if code is not None and cfg.preserve_color == "transfer":
+        raise ValueError("colour transfer recolours the style image before encoding: pass a style, not a code")
+    return (convert_image if is_image else convert_video)(cfg, stylizer, out, code)

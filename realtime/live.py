@@ -26,6 +26,7 @@ import torch
 
 from realtime import CtrlC
 from realtime.artworks import DEFAULT_STYLE
+from realtime.measure import Meter
 
 log = logging.getLogger(__name__)
 
@@ -70,94 +71,49 @@ class LiveStats:
         return float(np.percentile(self.latencies, q)) if len(self.latencies) else float("nan")
 
 
-class Meter:
-    """Capture->output latency and output intervals over the last ``window_s`` seconds; a
-    line to ``stream`` at most every ``interval_s`` (``\\r``-updated on a terminal)."""
-
-    def __init__(self, stream=None, *, interval_s: float = 1.0, window_s: float = 2.0, enabled: bool = True):
-        self.stream = stream if stream is not None else sys.stderr
-        self.interval_s, self.window_s, self.enabled = interval_s, window_s, enabled
-        self._outputs: deque[tuple[float, float]] = deque()  # (output time, latency)
-        self._last_print: float | None = None
-        self.lines = 0
-
-    def record(self, captured_at: float, output_at: float) -> None:
-        self._outputs.append((output_at, output_at - captured_at))
-
-    def text(self, now: float, dropped: int, captured: int) -> str:
-        """The meter line for the outputs of the last ``window_s`` seconds before ``now``."""
-        while self._outputs and self._outputs[0][0] < now - self.window_s:
-            self._outputs.popleft()
-        if len(self._outputs) < 2:
-            return f"  0.0 fps (waiting for frames) | dropped {dropped} of {captured}"
-        times = np.array([t for t, _ in self._outputs])
-        lat = np.array([latency for _, latency in self._outputs]) * 1e3
-        gaps = np.diff(times) * 1e3
-        fps = (len(times) - 1) / max(times[-1] - times[0], 1e-9)
-        return (f"{fps:5.1f} fps | latency p50 {np.percentile(lat, 50):4.0f} ms p95 "
-                f"{np.percentile(lat, 95):4.0f} ms | interval p50 {np.percentile(gaps, 50):4.0f} ms "
-                f"p95 {np.percentile(gaps, 95):4.0f} ms | dropped {dropped} of {captured}")
-
-    def tick(self, now: float, dropped: int, captured: int) -> bool:
-        """Print the line if ``interval_s`` passed since the last one; True if printed."""
-        if not self.enabled:
-            return False
-        if self._last_print is None:
-            self._last_print = now  # first line after a full interval of data
-            return False
-        if now - self._last_print < self.interval_s:
-            return False
-        self._last_print = now
-        tty = getattr(self.stream, "isatty", lambda: False)()
-        line = self.text(now, dropped, captured)
-        self.stream.write(f"\r{line}\x1b[K" if tty else line + "\n")
-        self.stream.flush()
-        self.lines += 1
-        return True
-
-    def close(self) -> None:
-        if self.lines and getattr(self.stream, "isatty", lambda: False)():
-            self.stream.write("\n")
-
-
 class Controls:
-    """Applies window actions to the stylizer and smoother. ``styles``: (label, StyleCode)."""
+    """This stream's settings and what the window's keys do to them. ``styles``: (label,
+    StyleCode) pairs, encoded once; ``settings`` is the ``StyleSettings`` the loop passes with
+    every frame (a key makes a new one: a switch is a swap of two small tensors)."""
 
-    def __init__(self, stylizer, styles, smoother=None, *, alpha_step: float = 0.1,
-                 snapshot_dir: Path = Path(".")):
-        self.stylizer, self.styles, self.smoother = stylizer, list(styles), smoother
+    def __init__(self, styles, smoother=None, *, alpha: float = 1.0, preserve_color: bool = False,
+                 alpha_step: float = 0.1, snapshot_dir: Path = Path(".")):
+        from realtime.stylizer import StyleSettings
+
+        if not styles:
+            raise ValueError("live needs at least one style")
+        self.styles, self.smoother = list(styles), smoother
         self.alpha_step, self.snapshot_dir = alpha_step, Path(snapshot_dir)
         self.index, self.smoothing, self.snapshots = 0, smoother is not None, 0
-        if self.styles:
-            stylizer.set_style(self.styles[0][1])
-        self._attach()
+        self.settings = StyleSettings(self.styles[0][1], alpha, preserve_color, self._stats_filter())
 
-    def _attach(self) -> None:
-        on = self.smoothing and self.smoother is not None
-        self.stylizer.stats_filter = self.smoother.stats_filter if on else None
+    def _stats_filter(self):
+        return self.smoother.stats_filter if self.smoothing and self.smoother is not None else None
+
+    def _set(self, **changes) -> None:
+        self.settings = dataclasses.replace(self.settings, **changes)
 
     def status(self) -> str:
-        label = self.styles[self.index][0] if self.styles else "style"
-        return (f"{label} | alpha {self.stylizer.alpha:.1f} | smoothing "
-                f"{'on' if self.smoothing else 'off'} | colour {'kept' if self.stylizer.preserve_color else 'styled'}")
+        s = self.settings
+        return (f"{self.styles[self.index][0]} | alpha {s.alpha:.1f} | smoothing "
+                f"{'on' if self.smoothing else 'off'} | colour {'kept' if s.preserve_color else 'styled'}")
 
     def apply(self, action: str, styled: np.ndarray) -> bool:
         """Apply ``action`` (see sinks.KEYS); ``styled`` is the frame a snapshot saves. True: quit."""
-        s = self.stylizer
-        if action in ("next_style", "prev_style") and self.styles:
+        if action in ("next_style", "prev_style"):
             self.index = (self.index + (1 if action == "next_style" else -1)) % len(self.styles)
-            s.set_style(self.styles[self.index][1])  # precomputed: a swap of two small tensors
+            self._set(code=self.styles[self.index][1])
             if self.smoother is not None:
                 self.smoother.reset()
         elif action in ("alpha_up", "alpha_down"):
             step = self.alpha_step if action == "alpha_up" else -self.alpha_step
-            s.set_alpha(round(min(1.0, max(0.0, s.alpha + step)), 6))
+            self._set(alpha=round(min(1.0, max(0.0, self.settings.alpha + step)), 6))
         elif action == "smooth" and self.smoother is not None:
             self.smoothing = not self.smoothing
             self.smoother.reset()
-            self._attach()
+            self._set(stats_filter=self._stats_filter())
         elif action == "color":
-            s.preserve_color = not s.preserve_color
+            self._set(preserve_color=not self.settings.preserve_color)
         elif action == "snapshot":
             from realtime.images import write_image
 
@@ -171,15 +127,14 @@ class Controls:
         return False
 
 
-def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls | None = None,
+def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls,
              meter: Meter | None = None, stop: threading.Event | None = None) -> LiveStats:
     """Read the newest frame, stylize it (batch 1), smooth it, write it to every sink, until
     ``cfg.frames``, a quit key, the source's end or Ctrl-C. The caller starts the source and
     opens and closes the sinks; the source is closed here when the loop ends, so that its
     counts are final (``captured == frames + dropped``). ``stop`` (e.g. ``CtrlC().stop``)
     ends the loop between frames; a KeyboardInterrupt ends it wherever it lands. ``controls``
-    holds the styles and the smoother (default: the stylizer's current style, no smoothing)."""
-    controls = controls or Controls(stylizer, ())
+    holds the stream's settings, its styles and the smoother."""
     smoother = controls.smoother
     meter = meter or Meter(enabled=cfg.meter)
     stats, start = LiveStats(), time.monotonic()
@@ -196,7 +151,7 @@ def run_live(cfg: LiveConfig, stylizer, source, sinks, *, controls: Controls | N
                 meter.tick(time.monotonic(), source.dropped, source.captured)  # e.g. camera lost
                 continue
             pixels = torch.from_numpy(frame.pixels)[None]
-            styled = stylizer(pixels, max_side=cfg.max_side)[0].numpy()
+            styled = stylizer(pixels, controls.settings, cfg.max_side)[0].numpy()
             if smoother is not None and controls.smoothing:
                 styled = smoother(frame.pixels, styled)
             for sink in sinks:
@@ -337,16 +292,13 @@ def run(args: argparse.Namespace) -> int:
         from realtime.options import stylizer_from_args
 
         stylizer = stylizer_from_args(args)
-        stylizer.set_alpha(cfg.alpha)
-        stylizer.preserve_color = cfg.preserve_color
         smoother = make_smoother(cfg)
-        controls = Controls(stylizer, encode_styles(stylizer, cfg.styles), smoother,
-                            alpha_step=cfg.alpha_step, snapshot_dir=cfg.snapshot_dir)
+        controls = Controls(encode_styles(stylizer, cfg.styles), smoother, alpha=cfg.alpha,
+                            preserve_color=cfg.preserve_color, alpha_step=cfg.alpha_step,
+                            snapshot_dir=cfg.snapshot_dir)
         size = (source.width, source.height, source.fps)
         log.info("warming up the stylizer at %dx%d", source.width, source.height)
-        stylizer(torch.zeros((1, source.height, source.width, 3), dtype=torch.uint8), max_side=cfg.max_side)
-        if smoother is not None:
-            smoother.reset()  # forget the warm-up frame's statistics
+        stylizer.warm_up(source.height, source.width, cfg.max_side)
         if cfg.record is not None:
             sinks.append(stack.enter_context(RecordSink(cfg.record, *size)))
         if cfg.stream is not None:

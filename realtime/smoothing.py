@@ -3,7 +3,7 @@
 Two mechanisms, each switchable (``SMOOTH_MODES``):
 
 * ``stats``: an exponential moving average of the content feature statistics that AdaIN
-  normalizes with (plugged in as ``Stylizer.stats_filter``), meant to damp global flicker.
+  normalizes with (passed as ``StyleSettings.stats_filter``), meant to damp global flicker.
 * ``flow``: optical flow between consecutive *input* frames on small grayscale copies
   (OpenCV DIS), backward-warp the previous output onto the new frame, blend it in where the
   flow passes the forward-backward check (Sundaram et al. 2010, Ruder et al. 2016) and the
@@ -184,7 +184,7 @@ class TemporalSmoother:
     weight ``FLOW_MAX_BLEND``). ``flow_side``: longer side of the grayscale copies the flow runs
     on. ``change``: largest |warped previous input - input| (gray, [0, 1]) still blended.
 
-    Use: set ``stylizer.stats_filter = smoother.stats_filter`` (None when the mode has no stats
+    Use: pass ``StyleSettings(code, stats_filter=smoother.stats_filter)`` (None when the mode has no stats
     part), then for each frame ``out = smoother(content, styled)``. A batch stylized at once is
     passed frame by frame in order. A scene cut or a change of frame size resets both parts.
     """

@@ -1,12 +1,16 @@
 """The stylizer: encoder engine -> AdaIN (plain torch, fp32 statistics) -> decoder engine.
 
-It owns the two engines and the current style. A style, its strength and colour
-preservation are small tensors and flags: changing them never rebuilds an engine.
+It owns the two engines only. A stream's style, strength and colour preservation are a small
+``StyleSettings`` value passed with each call: changing them never rebuilds an engine, and
+streams that share the engines never share settings.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -81,12 +85,47 @@ def compute_size(height: int, width: int, max_side: int | None) -> tuple[int, in
     return max(MULTIPLE, round(height * s)), max(MULTIPLE, round(width * s))
 
 
+@dataclass(frozen=True)
+class StyleSettings:
+    """What one stream (a file, a camera, a visitor) asks of the shared ``Stylizer``, passed
+    with every call: the style ``code``, its strength ``alpha`` in [0, 1], whether to keep the
+    content's colours (``preserve_color``: luminance only) and an optional ``stats_filter``,
+    (mean, std) (N, C) float32 -> (mean, std), the stream's temporal filter of the content
+    statistics at the AdaIN step (``TemporalSmoother.stats_filter``). Cheap to make; change one
+    field with ``dataclasses.replace``."""
+
+    code: StyleCode
+    alpha: float = 1.0
+    preserve_color: bool = False
+    stats_filter: Callable | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch on its way through the stages: the original frames on the stylizer's device,
+    ``padded`` (the network's input) and ``size``, the (h, w) the network's output is cut to."""
+
+    frames: torch.Tensor
+    padded: torch.Tensor
+    size: tuple[int, int]
+
+
 class Stylizer:
-    """Stylizes batches of frames with the current style.
+    """The two engines (encoder, decoder), shared by every stream that uses it.
 
     ``encoder``/``decoder``: fp32 CPU modules (see ``realtime.models.load_network``).
     ``backend``/``device``/``precision`` go to ``engines.build``; ``weights_id`` keys its cache.
     ``network``: the ``NetworkInfo`` they came with (model name, digests), when known.
+
+    Per-stream settings are a ``StyleSettings`` passed with each call, so switching style
+    never rebuilds an engine and two streams never share state. The stages are public and
+    ``__call__`` is their composition: ``prepare`` (resize, pad) -> ``encode`` -> ``restyle``
+    (AdaIN, fp32 statistics) -> ``decode`` -> ``finish`` (crop, resize back, colour, to the CPU).
+    Engines are built on the first ``encode`` (or ``warm_up``), once, thread-safely.
     """
 
     def __init__(
@@ -106,17 +145,12 @@ class Stylizer:
         # Style images are encoded once per style, in fp32, by an eager copy.
         self._style_encoder = copy.deepcopy(encoder).float().to(self.device).eval()
         self._encoder, self._decoder = encoder, decoder
-        self._enc = self._dec = None
-        self.code: StyleCode | None = None
-        self.alpha = 1.0
-        self.preserve_color = False
-        # Optional temporal filter of the content statistics at the AdaIN step:
-        # (mean, std), each (N, C) float32 in frame order -> the (mean, std) to use.
-        self.stats_filter = None
+        self.encoder_engine = self.decoder_engine = None
+        self._lock = threading.Lock()
 
     @property
     def engine_name(self) -> str | None:
-        return self._enc.name if self._enc is not None else None
+        return self.encoder_engine.name if self.encoder_engine is not None else None
 
     def encode_style(self, rgb: np.ndarray) -> StyleCode:
         """(H, W, 3) uint8 RGB style image -> its ``StyleCode`` (fp32, on the stylizer's device)."""
@@ -128,47 +162,62 @@ class Stylizer:
         spec = parse_style_arg(arg)
         return encode_spec(self._style_encoder, spec, reference=reference).to(self.device)
 
-    def set_style(self, code: StyleCode, alpha: float | None = None) -> None:
-        self.code = code.to(self.device)
-        if alpha is not None:
-            self.set_alpha(alpha)
+    def _build(self, padded: torch.Tensor) -> None:
+        with self._lock:
+            if self.decoder_engine is not None:
+                return
+            enc = engines.build(self._encoder, (padded,), self.backend, device=self.device,
+                                precision=self.precision, weights_id=self.weights_id + ":enc")
+            feats = enc(padded.to(enc.device))
+            self.decoder_engine = engines.build(self._decoder, (feats,), enc.name, device=self.device,
+                                                precision=self.precision, weights_id=self.weights_id + ":dec")
+            self.encoder_engine = enc
+            log.info("stylizer: %s engines on %s", enc.name, self.device)
 
-    def set_alpha(self, alpha: float) -> None:
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        self.alpha = float(alpha)
+    def warm_up(self, height: int, width: int, max_side: int | None = None) -> None:
+        """Build the engines (and their per-shape state) for frames of this size, before anyone waits."""
+        with torch.inference_mode():
+            self.decode(self.encode(self.prepare(torch.zeros((1, height, width, 3), dtype=torch.uint8), max_side).padded))
 
-    def _build(self, frames: torch.Tensor) -> None:
-        self._enc = engines.build(
-            self._encoder, (frames,), self.backend, device=self.device,
-            precision=self.precision, weights_id=self.weights_id + ":enc",
-        )
-        feats = self._enc(frames.to(self._enc.device))
-        self._dec = engines.build(
-            self._decoder, (feats,), self._enc.name, device=self.device,
-            precision=self.precision, weights_id=self.weights_id + ":dec",
-        )
-        log.info("stylizer: %s engines on %s", self._enc.name, self.device)
-
-    @torch.inference_mode()
-    def __call__(self, frames: torch.Tensor, max_side: int | None = None) -> torch.Tensor:
-        """(N, H, W, 3) uint8 RGB, any device -> (N, H, W, 3) uint8 RGB on the CPU."""
-        if self.code is None:
-            raise RuntimeError("no style set: call set_style() first")
+    # ------------------------------------------------------------------ the stages
+    def prepare(self, frames: torch.Tensor, max_side: int | None = None) -> Prepared:
+        """(N, H, W, 3) uint8 RGB, any device -> on the device, shrunk to ``max_side``, padded to
+        a multiple of 8."""
         if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be (N, H, W, 3) uint8, got {tuple(frames.shape)} {frames.dtype}")
-        n, h, w, _ = frames.shape
         frames = frames.to(self.device, non_blocking=True)
-        small = resize_u8(frames, compute_size(h, w, max_side))
-        padded = pad_to_multiple(small)
-        if self._enc is None:
+        small = resize_u8(frames, compute_size(frames.shape[1], frames.shape[2], max_side))
+        return Prepared(frames, pad_to_multiple(small), tuple(small.shape[1:3]))
+
+    def encode(self, padded: torch.Tensor) -> torch.Tensor:
+        """The network's input -> relu4_1 features on the stylizer's device (engine dtype)."""
+        if self.decoder_engine is None:
             self._build(padded)
-        feats = self._enc(padded.to(self._enc.device))
-        feats = feats.to(self.device)
-        stats = self.stats_filter(*mean_std(feats)) if self.stats_filter is not None else None
-        t = adain(feats, self.code.mean, self.code.std, self.alpha, content_stats=stats)
-        out = self._dec(t.to(self._dec.device, self._dec.dtype)).to(self.device)
-        out = resize_u8(out[:, : small.shape[1], : small.shape[2]], (h, w))
-        if self.preserve_color:
-            out = luminance_only(out, frames)
+        return self.encoder_engine(padded.to(self.encoder_engine.device)).to(self.device)
+
+    def restyle(self, feats: torch.Tensor, settings: StyleSettings) -> torch.Tensor:
+        """AdaIN to the settings' style (statistics fp32, through its ``stats_filter``)."""
+        f = settings.stats_filter
+        stats = f(*mean_std(feats)) if f is not None else None
+        code = settings.code.to(feats.device)
+        return adain(feats, code.mean, code.std, settings.alpha, content_stats=stats)
+
+    def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """Restyled features -> (N, H', W', 3) uint8 at the padded size, on the stylizer's device."""
+        dec = self.decoder_engine
+        return dec(t.to(dec.device, dec.dtype)).to(self.device)
+
+    def finish(self, out: torch.Tensor, batch: Prepared, settings: StyleSettings) -> torch.Tensor:
+        """Crop the padding, scale back to the frames' size, keep their colours if asked ->
+        (N, H, W, 3) uint8 RGB on the CPU."""
+        h, w = batch.frames.shape[1:3]
+        out = resize_u8(out[:, : batch.size[0], : batch.size[1]], (h, w))
+        if settings.preserve_color:
+            out = luminance_only(out, batch.frames)
         return out.cpu()
+
+    @torch.inference_mode()
+    def __call__(self, frames: torch.Tensor, settings: StyleSettings, max_side: int | None = None) -> torch.Tensor:
+        """(N, H, W, 3) uint8 RGB, any device -> (N, H, W, 3) uint8 RGB on the CPU."""
+        batch = self.prepare(frames, max_side)
+        return self.finish(self.decode(self.restyle(self.encode(batch.padded), settings)), batch, settings)

@@ -153,12 +153,12 @@ class _InterruptAfter:
         original = Stylizer.__call__
         self.calls = 0
 
-        def call(stylizer, frames, max_side=None):
+        def call(stylizer, frames, settings, max_side=None):
             self.calls += 1
             if self.calls == after:
                 for _ in range(times):
                     os.kill(os.getpid(), signal.SIGINT)
-            return original(stylizer, frames, max_side)
+            return original(stylizer, frames, settings, max_side)
 
         monkeypatch.setattr(Stylizer, "__call__", call)
 

@@ -17,13 +17,14 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'rtstyle[demo]'")
 
 from demos import app, stylemap  # noqa: E402
-from demos.app import StyleDemo, StyleLibrary, Visitor, build_app  # noqa: E402
+from demos.app import StyleDemo, Visitor, build_app  # noqa: E402
+from realtime.catalog import StyleCatalog  # noqa: E402
 from realtime import serve  # noqa: E402
 from realtime.adain import adain  # noqa: E402
 from realtime.model import Decoder, Encoder, Widths  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
-from realtime.styles import encode_style, load_style_image, parse_style_arg  # noqa: E402
-from realtime.stylizer import Stylizer  # noqa: E402
+from realtime.styles import encode_style, load_style_image  # noqa: E402
+from realtime.stylizer import StyleSettings, Stylizer  # noqa: E402
 from tests.fake_camera import camera_frame  # noqa: E402
 from tests.media import make_clip, read_back  # noqa: E402
 
@@ -181,8 +182,8 @@ def test_a_failing_frame_is_shown_unstyled_logged_once_and_the_stream_goes_on(fr
     def broken(*args, **kwargs):
         raise RuntimeError("engine exploded")
 
-    good = fresh_demo.engine.view
-    monkeypatch.setattr(fresh_demo.engine, "view", broken)
+    good = fresh_demo.stylizer
+    monkeypatch.setattr(fresh_demo, "stylizer", broken)
     with caplog.at_level(logging.ERROR, logger="demos.app"):
         for _ in range(3):
             out, readout, cam = live(fresh_demo, visitor)
@@ -190,7 +191,7 @@ def test_a_failing_frame_is_shown_unstyled_logged_once_and_the_stream_goes_on(fr
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert "engine exploded" in readout and "3 frames so far" in readout and "goes on" in readout
-    monkeypatch.setattr(fresh_demo.engine, "view", good)
+    monkeypatch.setattr(fresh_demo, "stylizer", good)
     out, readout, _ = live(fresh_demo, visitor)
     assert np.abs(out.astype(int) - FRAME).mean() > 10 and "⚠" not in readout
 
@@ -202,26 +203,24 @@ def test_the_time_cap_is_wall_clock_and_switches_the_camera_off(fresh_demo, monk
     out, readout, cam = live(fresh_demo, visitor)
     assert isinstance(out, np.ndarray) and "0:01 of live time left" in readout
     calls = []
-    monkeypatch.setattr(fresh_demo.engine, "view", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fresh_demo, "stylizer", lambda *a, **k: calls.append(1))
     clock.t += 1.0
     out, readout, cam = live(fresh_demo, visitor)
     assert out == gr.skip() and cam == gr.update(visible=False) and not calls
     assert "time is up" in readout and "Reload" in readout
 
 
-def test_a_view_shares_the_engines_but_not_the_settings(demo):
-    engine = demo.engine
+def test_visitors_share_the_engines_but_not_the_settings(demo):
+    st = demo.stylizer
     codes = [demo.library.code(demo.library.by_key[k]) for k in ("builtin:mosaic", "builtin:ink")]
-    base_code = engine.base.code
-    a = engine.view(codes[0], alpha=1.0)
-    b = engine.view(codes[1], alpha=0.5, preserve_color=True)
-    assert a._enc is engine.base._enc and b._dec is engine.base._dec
-    assert engine.base.code is base_code and engine.base.alpha == 1.0 and not engine.base.preserve_color
+    engines = st.encoder_engine, st.decoder_engine
     frames = torch.from_numpy(FRAME)[None]
-    ref = Stylizer(engine.base._encoder, engine.base._decoder, device="cpu")
-    ref.set_style(codes[1], alpha=0.5)
-    ref.preserve_color = True
-    assert torch.equal(b(frames, max_side=64), ref(frames, max_side=64))
+    a = st(frames, StyleSettings(codes[0], 1.0), 64)
+    b = st(frames, StyleSettings(codes[1], 0.5, preserve_color=True), 64)
+    assert (st.encoder_engine, st.decoder_engine) == engines  # switching style rebuilt nothing
+    ref = visible_stylizer()  # a separate stylizer with the same weights and only b's settings
+    assert torch.equal(b, ref(frames, StyleSettings(codes[1], 0.5, preserve_color=True), 64))
+    assert torch.equal(a, ref(frames, StyleSettings(codes[0], 1.0), 64)) and not torch.equal(a, b)
 
 
 # ----------------------------------------------------------------------------- styles
@@ -280,15 +279,15 @@ def test_style_codes_are_cached_on_disk_and_a_corrupt_file_is_recomputed(tmp_pat
     code = demo.library.code(style)
     files = list((tmp_path / "codes").glob("*.npz"))
     assert len(files) == 2  # the default style (warm-up) and this one
-    library = StyleLibrary(demo.engine, cache_dir=tmp_path / "codes")
+    library = StyleCatalog(demo.stylizer, cache_dir=tmp_path / "codes")
     calls = []
-    library.engine = type("NoEncode", (), {"encode_style": lambda self, rgb: calls.append(1),
-                                           "base": demo.engine.base})()
+    library.stylizer = type("NoEncode", (), {"encode_style": lambda self, rgb: calls.append(1),
+                                             "device": demo.stylizer.device})()
     again = library.code(style)
     assert not calls and torch.equal(again.mean, code.mean) and torch.equal(again.std, code.std)
     for f in files:
         f.write_bytes(b"garbage")
-    fresh = StyleLibrary(demo.engine, cache_dir=tmp_path / "codes")
+    fresh = StyleCatalog(demo.stylizer, cache_dir=tmp_path / "codes")
     torch.testing.assert_close(fresh.code(style).mean, code.mean)
     assert "unreadable" in caplog.text
 
@@ -349,19 +348,30 @@ def test_file_limits_are_clear_errors(tmp_path, gradio_cache, case):
     assert not gradio_cache.exists() or not any(gradio_cache.rglob("*.*"))
 
 
-def test_style_choice_becomes_a_convert_style_string(demo, tmp_path):
-    visitor = Visitor()
-    assert demo._style_arg(visitor, "", 0.5, tmp_path) == "mosaic"
-    assert demo._style_arg(visitor, "builtin:ink", 0.0, tmp_path) == "mosaic"
-    assert demo._style_arg(visitor, "builtin:ink", 1.0, tmp_path) == "ink"
-    assert parse_style_arg(demo._style_arg(visitor, "builtin:ink", 0.25, tmp_path)) == [("mosaic", 0.75), ("ink", 0.25)]
+def test_the_file_tab_converts_with_the_visitors_mixed_code(demo, tmp_path, gradio_cache, monkeypatch):
+    """No detour through a --style string and temporary PNGs: the code the visitor sees live
+    (primary style, blended with the second at the mix weight; uploads too) goes to convert."""
+    import realtime.convert
+    from realtime.adain import mix
+
+    lib, visitor = demo.library, Visitor()
+    mosaic, ink = (lib.code(lib.by_key[k]) for k in ("builtin:mosaic", "builtin:ink"))
+    assert torch.equal(demo.mixed_code(visitor, "", 0.5).mean, mosaic.mean)
+    assert torch.equal(demo.mixed_code(visitor, "builtin:ink", 0.0).mean, mosaic.mean)
+    assert torch.allclose(demo.mixed_code(visitor, "builtin:ink", 1.0).mean, ink.mean)
+    seen, real = [], realtime.convert.convert
+    monkeypatch.setattr(realtime.convert, "convert", lambda cfg, st, code=None: seen.append(code) or real(cfg, st, code))
+    src = tmp_path / "me.png"
+    Image.fromarray(camera_frame(0, 64, 48)).save(src)
+    demo.convert_file(str(src), visitor, 1.0, False, "builtin:ink", 0.25, None, progress=no_progress)
+    want = mix([mosaic, ink], [0.75, 0.25])
+    assert torch.allclose(seen[0].mean, want.mean) and torch.allclose(seen[0].std, want.std)
     rgb = camera_frame(1, 64, 48)
-    style = StyleLibrary.upload(rgb, "mine")
+    style = StyleCatalog.upload(rgb, "mine")
     visitor.uploads[style.key] = (style, rgb, rgb)
     visitor.style = style.key
-    (path, w1), (ink, w2) = parse_style_arg(demo._style_arg(visitor, "builtin:ink", 0.5, tmp_path))
-    np.testing.assert_array_equal(np.asarray(Image.open(path)), rgb)
-    assert ink == "ink" and w1 == w2 == 0.5
+    demo.convert_file(str(src), visitor, 1.0, False, "", 0.5, None, progress=no_progress)
+    assert torch.equal(seen[1].mean, demo.stylizer.encode_style(rgb).mean)
 
 
 # ----------------------------------------------------------------------------- style map

@@ -26,7 +26,8 @@ from realtime import live
 from realtime.capture import (CameraSource, FileSource, InputSpec, LiveFrame, SyntheticSource, open_source,
                               parse_input, pattern_frame)
 from realtime import CtrlC
-from realtime.live import Controls, LiveConfig, Meter, run_live
+from realtime.live import Controls, LiveConfig, run_live
+from realtime.measure import Meter
 from realtime.sinks import RecordSink, StreamSink, VirtualCameraSink, WindowSink, action_for_key
 from realtime.video import MediaError, SinkError
 from tests.media import make_clip
@@ -35,26 +36,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class FakeStylizer:
-    """Stylizer's call signature; inverts colours after ``delay`` seconds of pretend compute."""
+    """Stylizer's call signature; inverts colours after ``delay`` seconds of pretend compute and
+    remembers the settings of the last call."""
 
     def __init__(self, delay: float = 0.0):
-        self.delay, self.alpha, self.preserve_color = delay, 1.0, False
-        self.stats_filter = self.code = None
+        self.delay, self.settings = delay, None
         self.calls = 0
 
-    def set_style(self, code, alpha=None):
-        self.code = code
-
-    def set_alpha(self, alpha):
-        assert 0.0 <= alpha <= 1.0
-        self.alpha = alpha
-
-    def __call__(self, frames: torch.Tensor, max_side=None) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor, settings, max_side=None) -> torch.Tensor:
         assert frames.dtype == torch.uint8 and frames.shape[0] == 1 and frames.shape[-1] == 3
         if self.delay:
             time.sleep(self.delay)
         self.calls += 1
+        self.settings = settings
         return 255 - frames
+
+
+def one_style() -> Controls:
+    return Controls([("a", "code-a")])
 
 
 class CollectSink:
@@ -85,7 +84,8 @@ def test_slow_stylizer_keeps_latency_bounded_and_counts_drops():
     delay, meter_out, sink = 0.05, io.StringIO(), CollectSink()
     meter = Meter(meter_out)
     with SyntheticSource(64, 48, fps=100) as source:
-        stats = run_live(LiveConfig(frames=40, window=False), FakeStylizer(delay), source, [sink], meter=meter)
+        stats = run_live(LiveConfig(frames=40, window=False), FakeStylizer(delay), source, [sink], meter=meter,
+                         controls=one_style())
     assert stats.stop == "frames" and stats.frames == 40 == len(sink.frames)
     # newest frame wins: every frame read was processed, the rest were counted as dropped
     assert stats.dropped > 0 and stats.captured == stats.frames + stats.dropped
@@ -104,15 +104,15 @@ def test_slow_stylizer_keeps_latency_bounded_and_counts_drops():
 
 def test_ctrl_c_stops_between_frames_and_the_recording_is_complete(tmp_path):
     class InterruptedStylizer(FakeStylizer):
-        def __call__(self, frames, max_side=None):
+        def __call__(self, frames, settings, max_side=None):
             if self.calls == 4:
                 signal.raise_signal(signal.SIGINT)  # what the terminal sends on Ctrl-C
-            return super().__call__(frames, max_side)
+            return super().__call__(frames, settings, max_side)
 
     with SyntheticSource(64, 48, fps=100) as source, RecordSink(tmp_path / "rec.mp4", 64, 48, 100) as record:
         with CtrlC() as ctrl_c:
             stats = run_live(LiveConfig(window=False, meter=False), InterruptedStylizer(), source, [record],
-                             stop=ctrl_c.stop)
+                             stop=ctrl_c.stop, controls=one_style())
     assert stats.stop == "interrupted" and stats.frames == 5
     assert len(frames_of(tmp_path / "rec.mp4")) == 5
 
@@ -128,15 +128,16 @@ def test_controls_switch_styles_alpha_colour_and_snapshot(tmp_path):
             return styled
 
     smoother, stylizer = Smoother(), FakeStylizer()
-    controls = Controls(stylizer, [("a", "code-a"), ("b", "code-b")], smoother, snapshot_dir=tmp_path)
-    assert stylizer.code == "code-a" and stylizer.stats_filter is smoother.stats_filter
+    controls = Controls([("a", "code-a"), ("b", "code-b")], smoother, snapshot_dir=tmp_path)
+    assert controls.settings.code == "code-a" and controls.settings.stats_filter is smoother.stats_filter
     actions = ["next_style", "alpha_down", "alpha_down", "color", "smooth", "snapshot", "prev_style", "quit"]
     sink = CollectSink(actions)
     with SyntheticSource(32, 24, fps=200) as source:
         stats = run_live(LiveConfig(window=False, meter=False), stylizer, source, [sink], controls=controls)
     assert stats.stop == "quit" and stats.frames == len(actions)
-    assert stylizer.code == "code-a" and stylizer.alpha == pytest.approx(0.8)
-    assert stylizer.preserve_color and stylizer.stats_filter is None and not controls.smoothing
+    last = stylizer.settings  # what the stylizer was given with the last frame
+    assert last is controls.settings and last.code == "code-a" and last.alpha == pytest.approx(0.8)
+    assert last.preserve_color and last.stats_filter is None and not controls.smoothing
     assert smoother.resets == 3  # two style switches and the smoothing toggle
     (snap,) = tmp_path.glob("rtstyle-*.png")
     assert snap.stat().st_size > 0
@@ -148,8 +149,8 @@ def test_controls_switch_styles_alpha_colour_and_snapshot(tmp_path):
 def test_real_smoother_plugs_into_the_stylizer():
     smoothing = pytest.importorskip("realtime.smoothing")
     smoother, stylizer = smoothing.TemporalSmoother("all"), FakeStylizer()
-    controls = Controls(stylizer, [("a", "code-a")], smoother)
-    assert stylizer.stats_filter is smoother.stats_filter is not None
+    controls = Controls([("a", "code-a")], smoother)
+    assert controls.settings.stats_filter is smoother.stats_filter is not None
     with SyntheticSource(64, 48, fps=100) as source:
         stats = run_live(LiveConfig(frames=5, window=False, meter=False), stylizer, source, [CollectSink()],
                          controls=controls)
@@ -203,7 +204,7 @@ def test_camera_that_fails_mid_stream_reconnects_and_recording_stays_whole(tmp_p
     sink = CollectSink()
     with source, record:
         stats = run_live(LiveConfig(frames=12, window=False, meter=False), FakeStylizer(), source,
-                         [sink, record])
+                         [sink, record], controls=one_style())
     assert stats.frames == 12 and stats.captured == stats.frames + stats.dropped
     labels = [int(f.pixels[0, 0, 2]) for _, f in sink.frames]  # BGR blue -> RGB blue
     assert labels[-1] == 20 and labels == sorted(labels) and set(labels) <= {10, 20}

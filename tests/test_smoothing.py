@@ -263,14 +263,14 @@ def test_benchmark_help_and_tiny_run(tmp_path, shared_data, capsys):
 
 
 def test_stats_filter_plugs_into_the_stylizer(tiny_encoder, tiny_decoder):
-    from realtime.stylizer import Stylizer
+    from realtime.stylizer import StyleSettings, Stylizer
 
     st = Stylizer(tiny_encoder, tiny_decoder, backend="eager", device="cpu")
-    st.set_style(st.encode_style(texture(30, 0, 255, shape=(64, 64))))
+    code = st.encode_style(texture(30, 0, 255, shape=(64, 64)))
     a = texture(31, shape=(64, 64))
     b = a + np.uint8(12)  # a little brighter: no restart of the average
     frames = torch.from_numpy(np.stack([a, a, b]))
-    plain = st(frames)
+    plain = st(frames, StyleSettings(code))
     sm = TemporalSmoother("stats", strength=1.0)
     seen = []
 
@@ -279,12 +279,11 @@ def test_stats_filter_plugs_into_the_stylizer(tiny_encoder, tiny_decoder):
         seen.append(((mean, std), out))
         return out
 
-    st.stats_filter = recording
-    st(frames)
+    st(frames, StyleSettings(code, stats_filter=recording))
     (mean, std), (m, d) = seen[0]
     assert mean.shape == m.shape == (3, tiny_encoder.widths.c4)
     assert torch.equal(m[:2], mean[:2]) and torch.equal(d[:2], std[:2])  # constant: unchanged
     assert not torch.allclose(m[2], mean[2])  # the third frame's statistics were averaged
     sm.strength = 0.0  # strength 0 == no filter
     sm.reset()
-    assert torch.equal(st(frames), plain)
+    assert torch.equal(st(frames, StyleSettings(code, stats_filter=sm.stats_filter)), plain)
