@@ -442,6 +442,11 @@ def launch(blocks: gr.Blocks, cfg: ServeConfig, *, prevent_thread_lock: bool = F
         run_history=False, ssr_mode=False, prevent_thread_lock=prevent_thread_lock, quiet=quiet)
 
 
+def serve(stylizer: Stylizer, cfg: ServeConfig) -> None:
+    """``rtstyle serve``'s app (the ``rtstyle.web`` entry point): build the page, serve until Ctrl-C."""
+    launch(build_app(stylizer, cfg), cfg)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m demos.app [options]``: the same as ``rtstyle serve``."""
     from realtime import serve

@@ -14,8 +14,25 @@ __version__ = "0.1.0"
 
 class UserError(Exception):
     """Bad input, output or environment: the message names the file and the problem and is
-    shown to the user as is (exit status 1). Defined here so the CLI can catch it without
-    importing the media stack."""
+    shown to the user as is (exit status 1). It and its kinds below are defined here, at the
+    package root, so any stage can raise them and the CLI can catch them without importing
+    the media stack."""
+
+
+class MediaError(UserError):
+    """Input cannot be used: message names the file and the problem."""
+
+
+class SinkError(UserError):
+    """Output could not be written (ENOSPC etc.): message names the path and cause."""
+
+
+class ImageError(UserError, ValueError):
+    """An image file is missing, unreadable, too large, or cannot be written."""
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file is missing, unreadable, of the wrong layout or of the wrong pair."""
 
 
 class Interrupted(KeyboardInterrupt):

@@ -5,7 +5,7 @@ returns the newest frame, and a frame overwritten before it was read is counted 
 ``dropped`` (live means latency first: stale frames are dropped at the source, never queued).
 After ``close()``: ``captured == delivered + dropped``.
 
-Data contract: ``LiveFrame.pixels`` is (H, W, 3) uint8 RGB, C-contiguous. OpenCV delivers
+Data contract: ``realtime.frames.Frame``; ``pixels`` is (H, W, 3) uint8 RGB, C-contiguous. OpenCV delivers
 BGR; the camera thread converts to RGB here, at the boundary. ``captured_at`` is
 ``time.monotonic()`` taken right after the frame arrived. This module imports PyAV only when
 a file is opened (see FACTS: importing av before OpenCV's GUI can freeze ``cv2.imshow``).
@@ -23,19 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.frames import Frame
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LiveFrame:
-    """pixels: (H, W, 3) uint8 RGB; captured_at: time.monotonic() s; index: 0-based capture
-    count (gaps are dropped frames); pts/time_base: a file's own timing, None for live input."""
-
-    pixels: np.ndarray
-    captured_at: float
-    index: int
-    pts: int | None = None
-    time_base: Fraction | None = None
 
 
 class _Latest:
@@ -43,12 +33,12 @@ class _Latest:
 
     def __init__(self):
         self._cond = threading.Condition()
-        self._item: LiveFrame | None = None
+        self._item: Frame | None = None
         self._done = False
         self._error: BaseException | None = None
         self.captured = self.delivered = self.dropped = 0
 
-    def put(self, item: LiveFrame, *, wait_empty: bool = False) -> bool:
+    def put(self, item: Frame, *, wait_empty: bool = False) -> bool:
         """Store ``item`` (overwriting an unread one, counted as dropped; or, with
         ``wait_empty``, waiting until it was read). False once the buffer is finished."""
         with self._cond:
@@ -63,7 +53,7 @@ class _Latest:
             self._cond.notify_all()
             return True
 
-    def get(self, timeout: float | None) -> LiveFrame | None:
+    def get(self, timeout: float | None) -> Frame | None:
         with self._cond:
             self._cond.wait_for(lambda: self._item is not None or self._done, timeout)
             item, self._item = self._item, None
@@ -128,7 +118,7 @@ class LiveSource:
     def _release(self) -> None:
         """Free the device or file; runs in the producer thread (or in close() if never started)."""
 
-    def read(self, timeout: float | None = None) -> LiveFrame | None:
+    def read(self, timeout: float | None = None) -> Frame | None:
         """The newest frame; None if none arrived within ``timeout`` s or the source ended
         (then ``finished`` is True). Re-raises an error of the producer thread."""
         if self._thread is None:
@@ -136,7 +126,8 @@ class LiveSource:
         return self._slot.get(timeout)
 
     def _put(self, pixels: np.ndarray, index: int, **timing) -> bool:
-        return self._slot.put(LiveFrame(pixels, time.monotonic(), index, **timing))
+        timing = {"pts": None, "time_base": None, **timing}
+        return self._slot.put(Frame(pixels, index=index, captured_at=time.monotonic(), **timing))
 
     @property
     def finished(self) -> bool:
@@ -347,7 +338,7 @@ class FileSource(LiveSource):
                 wait = start + offset - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     return
-            item = LiveFrame(frame.pixels, time.monotonic(), frame.index, frame.pts, frame.time_base)
+            item = Frame(frame.pixels, frame.pts, frame.time_base, frame.index, captured_at=time.monotonic())
             if not self._slot.put(item, wait_empty=not self.realtime):
                 return
 

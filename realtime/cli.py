@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from realtime import UserError, __version__
-from realtime.options import add_model_args, stylizer_from_args
+from realtime.options import add_config_args, add_model_args, config_from_args, open_stylizer
 
 log = logging.getLogger("realtime")
 
@@ -20,61 +20,12 @@ def _default(cls, name):
     return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
-def max_side_arg(text: str) -> int | str:
-    """``--max-side``: auto, full, or a whole number of pixels (range checked by the command)."""
-    if text in ("auto", "full"):
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, full or a number of pixels, got {text!r}") from None
-
-
 def _add_convert(sub) -> None:
     from realtime.convert import ConvertConfig
-    from realtime.smoothing import SMOOTH_MODES
-    from realtime.stylizer import CPU_MAX_SIDE
 
-    d = lambda name: _default(ConvertConfig, name)  # noqa: E731
     p = sub.add_parser("convert", help="stylize a video or a photo file",
                        description="Stylize a video (frames, timing and audio kept) or a photo.")
-    p.add_argument("input", type=Path, help="video or image file (detected by content)")
-    p.add_argument("-o", "--output", type=Path,
-                   help="output file: .mp4/.mkv/.mov for videos, .jpg/.png/.webp for images "
-                        "(default: INPUT-STEM_STYLE.mp4, or the image's own format, in the current directory)")
-    p.add_argument("-s", "--style", default=d("style"),
-                   help="built-in style name or image path; several mixed as A,B:0.3 (weights "
-                        f"default 1). Default: {d('style')}. See `rtstyle styles`")
-    p.add_argument("--alpha", type=float, default=d("alpha"),
-                   help="style strength in [0, 1] (default: %(default)s)")
-    p.add_argument("--preserve-color", nargs="?", const="luminance", default=d("preserve_color"),
-                   choices=("none", "luminance", "transfer"),
-                   help="keep the content's colours: 'luminance' (default when the flag is given) "
-                        "stylizes brightness only; 'transfer' recolours the style image to the "
-                        "content's colour statistics before encoding it (for videos: the first frame's)")
-    p.add_argument("--max-side", type=max_side_arg, default=d("max_side"), metavar="N",
-                   help="run the network with the longer side at most N pixels (>= 16), then scale "
-                        "back to the input size; 'full' for the input's own size; 'auto': "
-                        f"{CPU_MAX_SIDE['video']} for videos and {CPU_MAX_SIDE['image']} for photos on a "
-                        "CPU, full size on a GPU (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=d("batch"),
-                   help="frames per batch (default: 4 on CUDA, 1 on CPU)")
-    p.add_argument("--smooth", default=d("smooth"), choices=SMOOTH_MODES,
-                   help="temporal smoothing for videos: 'stats' smooths the content statistics at "
-                        "the style step, 'flow' blends with the motion-compensated previous output, "
-                        "'all' does both (default: %(default)s; see benchmarks/TEMPORAL.md)")
-    p.add_argument("--smooth-strength", type=float, default=d("smooth_strength"), metavar="S",
-                   help="0 = off .. 1 = strongest (default: %(default)s)")
-    p.add_argument("--crf", type=int, default=d("crf"),
-                   help="quality, lower is better: crf for libx264/libx265, cq for NVENC (default: %(default)s)")
-    p.add_argument("--preset", default=d("preset"), help="x264 speed preset (default: %(default)s)")
-    p.add_argument("--codec", default=d("codec"),
-                   help="video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present "
-                        "(default: %(default)s)")
-    p.add_argument("--tolerate-errors", action="store_true",
-                   help="skip undecodable packets of a damaged video instead of stopping")
-    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_config_args(p, ConvertConfig)
     add_model_args(p)
     p.set_defaults(func=_run_convert)
 
@@ -82,9 +33,9 @@ def _add_convert(sub) -> None:
 def _run_convert(args) -> int:
     from realtime.convert import ConvertConfig, convert, preflight
 
-    cfg = ConvertConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ConvertConfig)})
+    cfg = config_from_args(ConvertConfig, args)
     preflight(cfg)  # bad paths and options are reported before the weights load
-    stylizer = stylizer_from_args(args)
+    stylizer = open_stylizer(args)
     res = convert(cfg, stylizer)
     rate = res.frames / res.seconds if res.seconds > 0 else float("nan")
     what = f"{res.frames} frame{'s' * (res.frames != 1)}"

@@ -22,10 +22,11 @@ from tqdm import tqdm
 
 from realtime import CtrlC, Interrupted
 from realtime.images import is_image_file, read_image, write_image
-from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, TemporalSmoother
+from realtime.options import max_side_arg, opt
+from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, SMOOTH_MODES, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, parse_style_arg
 from realtime.adain import StyleCode
-from realtime.stylizer import StyleSettings, Stylizer, resolve_max_side
+from realtime.stylizer import CPU_MAX_SIDE, StyleSettings, Stylizer, resolve_max_side
 from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
@@ -34,23 +35,34 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    """Every option of ``rtstyle convert``, with its default."""
+    """Every option of ``rtstyle convert``, with its default and its help."""
 
-    input: Path
-    output: Path | None = None
-    style: str = DEFAULT_STYLE
-    alpha: float = 1.0
-    preserve_color: str = "none"  # none | luminance | transfer
-    max_side: int | str = "auto"  # auto | full | N (realtime.stylizer.resolve_max_side)
-    batch: int = 0  # 0: 4 on CUDA, 1 on CPU
-    crf: int = 18
-    preset: str = "medium"
-    codec: str = "libx264"
-    smooth: str = DEFAULT_SMOOTH  # none | stats | flow | all (videos only)
-    smooth_strength: float = DEFAULT_STRENGTH
-    tolerate_errors: bool = False
-    overwrite: bool = False
-    progress: bool = True
+    input: Path = opt(help="video or image file (detected by content)", flags=("input",), type=Path)
+    output: Path | None = opt(None, "output file: .mp4/.mkv/.mov for videos, .jpg/.png/.webp for images "
+                              "(default: INPUT-STEM_STYLE.mp4, or the image's own format, in the current "
+                              "directory)", flags=("-o", "--output"), type=Path)
+    style: str = opt(DEFAULT_STYLE, "built-in style name or image path; several mixed as A,B:0.3 "
+                     "(weights default 1); see `rtstyle styles`", flags=("-s", "--style"))
+    alpha: float = opt(1.0, "style strength in [0, 1]")
+    preserve_color: str = opt("none", "keep the content's colours: 'luminance' (what the bare flag means) "
+                              "stylizes brightness only; 'transfer' recolours the style image to the "
+                              "content's colour statistics before encoding it (for videos: the first frame's)",
+                              nargs="?", const="luminance", choices=("none", "luminance", "transfer"))
+    max_side: int | str = opt("auto", "run the network with the longer side at most N pixels (>= 16), then "
+                              "scale back to the input size; 'full' for the input's own size; 'auto': "
+                              f"{CPU_MAX_SIDE['video']} for videos and {CPU_MAX_SIDE['image']} for photos "
+                              "on a CPU, full size on a GPU", type=max_side_arg, metavar="N")
+    batch: int = opt(0, "frames per batch; 0: 4 on CUDA, 1 on CPU")
+    crf: int = opt(18, "quality, lower is better: crf for libx264/libx265, cq for NVENC")
+    preset: str = opt("medium", "x264 speed preset")
+    codec: str = opt("libx264", "video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present")
+    smooth: str = opt(DEFAULT_SMOOTH, "temporal smoothing for videos: 'stats' smooths the content "
+                      "statistics at the style step, 'flow' blends with the motion-compensated previous "
+                      "output, 'all' does both (see benchmarks/TEMPORAL.md)", choices=SMOOTH_MODES)
+    smooth_strength: float = opt(DEFAULT_STRENGTH, "0 = off .. 1 = strongest", metavar="S")
+    tolerate_errors: bool = opt(False, "skip undecodable packets of a damaged video instead of stopping")
+    overwrite: bool = opt(False, "replace an existing output file", flags=("-y", "--overwrite"))
+    progress: bool = opt(True, "show a progress bar")
 
 
 @dataclass

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from realtime import UserError
+from realtime import ImageError, UserError  # noqa: F401
+from realtime.frames import check_rgb
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ DEFAULT_MAX_PIXELS = 80_000_000
 WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 # What Pillow raises for a bad file besides OSError (a plugin's parse errors, bad EXIF).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
-
-
-class ImageError(UserError, ValueError):
-    """An image file is missing, unreadable, too large, or cannot be written."""
 
 
 def _check_readable(path: Path) -> None:
@@ -176,9 +173,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) 
         raise ImageError(
             f"{path}: unsupported output suffix {path.suffix!r}; supported: {', '.join(WRITE_FORMATS)}"
         )
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        desc = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise ImageError(f"{path}: expected an (H, W, 3) uint8 RGB array, got {desc}")
+    check_rgb(rgb, f"{path}: the picture", ImageError)
     if not 1 <= int(quality) <= 100:
         raise ImageError(f"{path}: quality must be in 1..100, got {quality}")
     if not path.parent.is_dir():

@@ -26,35 +26,46 @@ import torch
 
 from realtime import CtrlC
 from realtime.artworks import DEFAULT_STYLE
+from realtime import options
 from realtime.measure import Meter
+from realtime.options import opt
+from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LiveConfig:
-    """Every option of ``rtstyle live``, with its default."""
+    """Every option of ``rtstyle live``, with its default and its help."""
 
-    input: str = "0"
-    realtime: bool = False  # files only: play at the file's own rate, dropping stale frames
-    size: str | None = None  # camera request, WIDTHxHEIGHT
-    fps: float | None = None  # camera request
-    mjpg: bool = False  # camera request
-    styles: tuple[str, ...] = (DEFAULT_STYLE,)  # each may be a mix "a,b:0.3"; n/p switch
-    alpha: float = 1.0
-    alpha_step: float = 0.1
-    preserve_color: bool = False
-    max_side: int | None = None
-    smooth: str | None = None  # None: realtime.smoothing.DEFAULT_SMOOTH
-    smooth_strength: float | None = None  # None: the smoother's default
-    window: bool = True
-    vcam: bool = False
-    stream: str | None = None
-    record: Path | None = None
-    overwrite: bool = False
-    frames: int | None = None  # stop after this many output frames; None: until stopped
-    snapshot_dir: Path = Path(".")
-    meter: bool = True
+    input: str = opt("0", "camera index (0), /dev/videoN, a camera URL, synth: or synth:WxH@FPS (a moving "
+                     "test pattern), or a video file", flags=("-i", "--input"))
+    realtime: bool = opt(False, "play a file at its own rate, dropping frames when behind (otherwise as "
+                         "fast as frames are stylized, none dropped)")
+    size: str | None = opt(None, "camera: ask for this size (default: the driver's)", metavar="WxH")
+    fps: float | None = opt(None, "camera: ask for this frame rate (default: the driver's)", type=float)
+    mjpg: bool = opt(False, "camera: ask for MJPG (often needed for 720p+ at 30 fps)")
+    styles: tuple[str, ...] = opt((DEFAULT_STYLE,), "a built-in name, an image, or a mix A,B:0.3; repeat for "
+                                  f"several, switched with n/p in the window (default: {DEFAULT_STYLE})",
+                                  flags=("-s", "--style"), action="append", cli_default=None, metavar="STYLE")
+    alpha: float = opt(1.0, "style strength in [0, 1]")
+    alpha_step: float = opt(0.1, "+/- key step", metavar="STEP")
+    preserve_color: bool = opt(False, "stylize brightness only (key c toggles)")
+    max_side: int | None = opt(None, "run the network with the longer side at most N pixels (default: full "
+                               "size)", type=int, metavar="N")
+    smooth: str | None = opt(None, f"temporal smoothing (default: {DEFAULT_SMOOTH}; key s toggles)",
+                             choices=SMOOTH_MODES)
+    smooth_strength: float | None = opt(None, "smoothing strength in [0, 1] (default: the smoother's)",
+                                        type=float, metavar="S")
+    window: bool = opt(True, "show a preview window")
+    vcam: bool = opt(False, "send to a virtual camera (pip install 'rtstyle[vcam]')")
+    stream: str | None = opt(None, "stream H.264: udp://HOST:PORT (MPEG-TS), rtmp://HOST/APP/KEY, or "
+                             "DIR/NAME.m3u8 (HLS) (default: none)", metavar="URL")
+    record: Path | None = opt(None, "record to FILE (fragmented MP4) (default: none)", type=Path, metavar="FILE")
+    overwrite: bool = opt(False, "replace an existing --record file", flags=("-y", "--overwrite"))
+    frames: int | None = opt(None, "stop after N output frames (default: until stopped)", type=int, metavar="N")
+    snapshot_dir: Path = opt(Path("."), "where the space key saves PNGs", type=Path, metavar="DIR")
+    meter: bool = opt(True, "print an fps/latency line about once a second")
 
 
 @dataclass
@@ -207,55 +218,21 @@ def _size(text: str | None) -> tuple[int | None, int | None]:
 
 def register_cli(sub) -> None:
     """Add ``rtstyle live`` to the sub-command parsers ``sub``."""
-    from realtime.options import add_model_args
+    from realtime.options import add_config_args, add_model_args
     from realtime.sinks import KEYS_HELP
-    from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
 
-    d = {f.name: f.default for f in dataclasses.fields(LiveConfig)}
     p = sub.add_parser("live", help="stylize a camera, a test pattern or a file live",
                        description="Stylize a camera, a moving test pattern or a video file live, "
                        "to a window, a virtual camera, a network stream and/or a recording. "
                        f"Window keys: {KEYS_HELP}.")
-    p.add_argument("-i", "--input", default=d["input"],
-                   help="camera index (0), /dev/videoN, a camera URL, synth: or synth:WxH@FPS "
-                        "(a moving test pattern), or a video file (default: %(default)s)")
-    p.add_argument("--realtime", action="store_true",
-                   help="play a file at its own rate, dropping frames when behind (default: as fast "
-                        "as frames are stylized, none dropped)")
-    p.add_argument("--size", metavar="WxH", help="camera: ask for this size (default: the driver's)")
-    p.add_argument("--fps", type=float, help="camera: ask for this frame rate (default: the driver's)")
-    p.add_argument("--mjpg", action="store_true", help="camera: ask for MJPG (often needed for 720p+ at 30 fps)")
-    p.add_argument("-s", "--style", dest="styles", action="append", metavar="STYLE",
-                   help="a built-in name, an image, or a mix A,B:0.3; repeat for several, switched "
-                        f"with n/p in the window (default: {d['styles'][0]})")
-    p.add_argument("--alpha", type=float, default=d["alpha"], help="style strength in [0, 1] (default: %(default)s)")
-    p.add_argument("--alpha-step", type=float, metavar="STEP", default=d["alpha_step"], help="+/- key step (default: %(default)s)")
-    p.add_argument("--preserve-color", action="store_true", help="stylize brightness only (key c toggles)")
-    p.add_argument("--max-side", type=int, default=d["max_side"], metavar="N",
-                   help="run the network with the longer side at most N pixels (default: full size)")
-    p.add_argument("--smooth", choices=SMOOTH_MODES, default=d["smooth"],
-                   help=f"temporal smoothing (default: {DEFAULT_SMOOTH}; key s toggles)")
-    p.add_argument("--smooth-strength", type=float, metavar="S", default=d["smooth_strength"],
-                   help="smoothing strength in [0, 1] (default: the smoother's)")
-    p.add_argument("--no-window", dest="window", action="store_false", help="no preview window")
-    p.add_argument("--vcam", action="store_true", help="send to a virtual camera (pip install 'rtstyle[vcam]')")
-    p.add_argument("--stream", metavar="URL",
-                   help="stream H.264: udp://HOST:PORT (MPEG-TS), rtmp://HOST/APP/KEY, or DIR/NAME.m3u8 (HLS)")
-    p.add_argument("--record", type=Path, metavar="FILE", help="record to FILE (fragmented MP4)")
-    p.add_argument("-y", "--overwrite", action="store_true", help="replace an existing --record file")
-    p.add_argument("--frames", type=int, default=d["frames"], metavar="N", help="stop after N output frames")
-    p.add_argument("--snapshot-dir", type=Path, metavar="DIR", default=d["snapshot_dir"],
-                   help="where the space key saves PNGs (default: %(default)s)")
-    p.add_argument("--no-meter", dest="meter", action="store_false", help="no fps/latency line")
+    add_config_args(p, LiveConfig)
     add_model_args(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> LiveConfig:
     """Build and check the LiveConfig (bad values raise ValueError naming the option)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(LiveConfig)}
-    values["styles"] = tuple(args.styles) if args.styles else LiveConfig.styles
-    cfg = LiveConfig(**values)
+    cfg = options.config_from_args(LiveConfig, args, styles=tuple(args.styles or LiveConfig.styles))
     from realtime.styles import parse_style_arg
 
     for entry in cfg.styles:
@@ -281,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     from realtime.sinks import KEYS_HELP, RecordSink, StreamSink, VirtualCameraSink, WindowSink
 
     cfg = config_from_args(args)
+    options.check_device(args.device)  # before a camera or window is opened
     spec = parse_input(cfg.input)
     width, height = _size(cfg.size)
     with ExitStack() as stack:
@@ -289,9 +267,7 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(stack.enter_context(WindowSink()))
         source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
         stack.callback(source.close)
-        from realtime.options import stylizer_from_args
-
-        stylizer = stylizer_from_args(args)
+        stylizer = options.open_stylizer(args)
         smoother = make_smoother(cfg)
         controls = Controls(encode_styles(stylizer, cfg.styles), smoother, alpha=cfg.alpha,
                             preserve_color=cfg.preserve_color, alpha_step=cfg.alpha_step,

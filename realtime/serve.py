@@ -1,40 +1,51 @@
 """``rtstyle serve``: the Gradio demo (``demos/app.py``) behind safe defaults.
 
 Listens on 127.0.0.1 unless ``--host`` says otherwise; ``--share`` (a public tunnel) is
-refused without ``--auth USER:PASSWORD``. Gradio and the demo are imported only when the
-command runs, so ``rtstyle --help`` and the rest of the package work without them
-(``pip install 'rtstyle[demo]'``).
+refused without ``--auth USER:PASSWORD``. The app is found through an entry point
+(``web_app``) and Gradio is imported only when the command runs, so ``rtstyle --help`` and
+the rest of the package work without them (``pip install 'rtstyle[demo]'``), and ``realtime``
+never imports ``demos``.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from realtime import options
+from realtime.options import opt
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 DEMO_HINT = "pip install 'rtstyle[demo]'"
+WEB_APP = "rtstyle.web"  # entry-point group of the browser app
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Every option of ``rtstyle serve`` (and of ``demos.app.build_app``), with its default."""
+    """Every option of ``rtstyle serve`` (and of ``demos.app.build_app``), with its default and help."""
 
-    host: str = LOOPBACK
-    port: int = 7860
-    share: bool = False  # a public *.gradio.live tunnel: needs auth
-    auth: str | None = None  # "USER:PASSWORD"
-    styles_dir: Path | None = None  # more styles beside the built-ins (e.g. ../shared/data/styles)
-    max_upload_mb: float = 50.0  # per uploaded file, enforced by Gradio before the handler runs
-    max_duration_s: float = 30.0  # longest video the file tab converts
-    concurrency: int = 2  # GPU events (live streams, conversions, style encodes) at a time
-    time_cap_s: float = 300.0  # wall-clock seconds of live stream per visitor session
-    max_side: int | None = 512  # longer side the network runs at (live and file tab); 0 or None: full size
-    cache_age_s: int = 600  # Gradio deletes its temporary files (frames, uploads, outputs) older than this
+    host: str = opt(LOOPBACK, "address to listen on (default: %(default)s, this machine only; 0.0.0.0 "
+                    "exposes the demo to the network: add --auth)")
+    port: int = opt(7860, "port")
+    share: bool = opt(False, "also publish on a temporary public gradio.live URL (needs --auth and "
+                      "Gradio's tunnel binary, which needs internet access)")
+    auth: str | None = opt(None, "require this login (required with --share)", metavar="USER:PASSWORD")
+    styles_dir: Path | None = opt(None, "add every image in DIR to the style gallery (default: built-in "
+                                  "styles only; e.g. ../shared/data/styles). Their codes are computed when "
+                                  "first used and cached on disk", type=Path, metavar="DIR")
+    max_upload_mb: float = opt(50.0, "largest file a visitor may upload", metavar="MB")
+    max_duration_s: float = opt(30.0, "longest video the file tab converts", metavar="S")
+    concurrency: int = opt(2, "live streams, conversions and style encodings run at once on the "
+                           "accelerator; more visitors wait in a queue that shows their place", metavar="N")
+    time_cap_s: float = opt(300.0, "live-stream seconds per visitor session, wall clock", metavar="S")
+    max_side: int | None = opt(512, "run the network with the longer side at most N pixels, 0 for the full "
+                               "frame", type=int, metavar="N")
+    cache_age_s: int = opt(600, "delete streamed frames, uploads and results older than this many seconds "
+                           "(results must be downloaded within it)", metavar="S")
 
     def auth_pair(self) -> tuple[str, str] | None:
         if self.auth is None:
@@ -67,38 +78,9 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``rtstyle serve``; also used by ``python -m demos.app``."""
-    from realtime.options import add_model_args
+    from realtime.options import add_config_args, add_model_args
 
-    d = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
-    p.add_argument("--host", default=d["host"],
-                   help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 "
-                        "exposes the demo to the network: add --auth)")
-    p.add_argument("--port", type=int, default=d["port"], help="port (default: %(default)s)")
-    p.add_argument("--share", action="store_true",
-                   help="also publish on a temporary public gradio.live URL (needs --auth and "
-                        "Gradio's tunnel binary, which needs internet access)")
-    p.add_argument("--auth", metavar="USER:PASSWORD", default=d["auth"],
-                   help="require this login (required with --share)")
-    p.add_argument("--styles-dir", type=Path, metavar="DIR", default=d["styles_dir"],
-                   help="add every image in DIR to the style gallery (default: built-in styles only; "
-                        "e.g. ../shared/data/styles). Their codes are computed when first used and "
-                        "cached on disk")
-    p.add_argument("--max-upload-mb", type=float, metavar="MB", default=d["max_upload_mb"],
-                   help="largest file a visitor may upload (default: %(default)s)")
-    p.add_argument("--max-duration-s", type=float, metavar="S", default=d["max_duration_s"],
-                   help="longest video the file tab converts (default: %(default)s)")
-    p.add_argument("--concurrency", type=int, metavar="N", default=d["concurrency"],
-                   help="live streams, conversions and style encodings run at once on the "
-                        "accelerator; more visitors wait in a queue that shows their place "
-                        "(default: %(default)s)")
-    p.add_argument("--time-cap-s", type=float, metavar="S", default=d["time_cap_s"],
-                   help="live-stream seconds per visitor session, wall clock (default: %(default)s)")
-    p.add_argument("--max-side", type=int, metavar="N", default=d["max_side"],
-                   help="run the network with the longer side at most N pixels, 0 for the full frame "
-                        "(default: %(default)s)")
-    p.add_argument("--cache-age-s", type=int, metavar="S", default=d["cache_age_s"],
-                   help="delete streamed frames, uploads and results older than this many seconds "
-                        "(default: %(default)s; results must be downloaded within it)")
+    add_config_args(p, ServeConfig)
     add_model_args(p)
 
 
@@ -112,28 +94,37 @@ def register_cli(sub) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)}
-    return check_config(ServeConfig(**values))
+    return check_config(options.config_from_args(ServeConfig, args))
 
 
 def run(args: argparse.Namespace) -> int:
     """``rtstyle serve``: check the options, load the weights, serve until Ctrl-C."""
+    cfg = config_from_args(args)  # before anything slow: a refused --share costs nothing
+    options.check_device(args.device)
+    serve_app = web_app()
+    if cfg.host != LOOPBACK and cfg.auth is None:
+        log.warning("serve: listening on %s without --auth: anyone who can reach this machine can use it",
+                    cfg.host)
+    serve_app(options.open_stylizer(args), cfg)
+    return 0
+
+
+def web_app():
+    """The browser app's ``serve(stylizer, cfg)``, found through the ``rtstyle.web`` entry point
+    that ``demos/app.py`` registers (pyproject.toml): the app imports this package, never the
+    other way round. Gradio is imported here, when the command runs."""
+    from importlib.metadata import entry_points
+
     from realtime import UserError
 
-    cfg = config_from_args(args)  # before anything slow: a refused --share costs nothing
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network; before gradio loads
+    found = list(entry_points(group=WEB_APP, name="serve"))
+    if not found:
+        raise UserError(f"rtstyle serve: the browser demo is not installed with this package "
+                        f"(pip install -e '.[demo]' in a checkout)")
     try:
-        from demos import app
+        return found[0].load()
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] == "gradio":
             raise UserError(f"rtstyle serve needs Gradio: {DEMO_HINT}") from e
         raise
-    if cfg.host != LOOPBACK and cfg.auth is None:
-        log.warning("serve: listening on %s without --auth: anyone who can reach this machine can use it",
-                    cfg.host)
-    from realtime.options import stylizer_from_args
-
-    stylizer = stylizer_from_args(args)
-    demo = app.build_app(stylizer, cfg)
-    app.launch(demo, cfg)
-    return 0

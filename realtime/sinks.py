@@ -1,7 +1,7 @@
 """Live sinks: a window, a virtual camera, a network stream and a recording.
 
 Each takes ``write(rgb, frame)`` with rgb (H, W, 3) uint8 RGB (resized to the sink's size if
-a source changed size after a reconnect) and ``frame`` the ``capture.LiveFrame`` it came
+a source changed size after a reconnect) and ``frame`` the ``realtime.frames.Frame`` it came
 from (its ``captured_at`` gives the timestamps: live input has no pts of its own, so the
 stream and the recording are variable frame rate in milliseconds since the first frame).
 ``close()`` finishes the output; ``poll()`` returns a key action (the window only).
@@ -18,14 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime import SinkError
+
 log = logging.getLogger(__name__)
-
-
-def _sink_error(message: str):
-    """realtime.video.SinkError, imported only when needed (realtime.video imports av)."""
-    from realtime.video import SinkError
-
-    return SinkError(message)
 
 # Window keys -> actions the live loop applies (see live.Controls).
 KEYS = {"n": "next_style", "p": "prev_style", "+": "alpha_up", "=": "alpha_up", "-": "alpha_down",
@@ -102,7 +97,7 @@ class WindowSink(Sink):
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error as e:
-            raise _sink_error("cannot open a window: this OpenCV has no GUI support "
+            raise SinkError("cannot open a window: this OpenCV has no GUI support "
                             "(opencv-python-headless); run with --no-window, or install the GUI "
                             "build: pip uninstall opencv-python-headless && pip install opencv-python") from e
         self._action: str | None = None
@@ -133,13 +128,13 @@ class VirtualCameraSink(Sink):
         try:
             import pyvirtualcam
         except ImportError as e:
-            raise _sink_error("--vcam needs pyvirtualcam: pip install 'rtstyle[vcam]'") from e
+            raise SinkError("--vcam needs pyvirtualcam: pip install 'rtstyle[vcam]'") from e
         self.width, self.height = width, height
         try:
             self._cam = pyvirtualcam.Camera(width, height, fps or 30, device=device,
                                             fmt=pyvirtualcam.PixelFormat.RGB)
         except RuntimeError as e:
-            raise _sink_error(
+            raise SinkError(
                 f"no virtual camera device ({e}). On Linux load v4l2loopback: sudo modprobe "
                 "v4l2loopback devices=1 exclusive_caps=1 card_label=rtstyle; on Windows/macOS "
                 "install OBS (its virtual camera)") from e
@@ -168,9 +163,9 @@ def stream_target(url: str) -> tuple[str, str, dict[str, str]]:
         path = path / "stream.m3u8"
     if path.suffix == ".m3u8":
         if not path.parent.is_dir():
-            raise _sink_error(f"{url}: the directory {path.parent} does not exist")
+            raise SinkError(f"{url}: the directory {path.parent} does not exist")
         return str(path), "hls", {"hls_time": "1", "hls_list_size": "6", "hls_flags": "delete_segments"}
-    raise _sink_error(f"{url}: not a stream target; use udp://HOST:PORT, rtmp://HOST/APP/KEY, "
+    raise SinkError(f"{url}: not a stream target; use udp://HOST:PORT, rtmp://HOST/APP/KEY, "
                     "DIR/NAME.m3u8 or an existing directory (HLS)")
 
 
@@ -208,11 +203,11 @@ class StreamSink(Sink):
                     pass  # already failing: the error below is the one that matters
             hint = " (is an RTMP server listening there?)" if self.url.startswith("rtmp") else ""
             reason = getattr(e, "strerror", None) or str(e)
-            raise _sink_error(f"{self.url}: {reason}{hint} (while {doing})") from e
+            raise SinkError(f"{self.url}: {reason}{hint} (while {doing})") from e
 
     def write(self, rgb: np.ndarray, frame) -> None:
         if self._out is None:
-            raise _sink_error(f"{self.url}: write() after the stream was closed or failed")
+            raise SinkError(f"{self.url}: write() after the stream was closed or failed")
         rgb = fit(rgb, self.width, self.height)
         if self.width % 2 or self.height % 2:
             rgb = np.pad(rgb, ((0, self.height % 2), (0, self.width % 2), (0, 0)), mode="edge")

@@ -32,6 +32,7 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
+from realtime.frames import check_rgb
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,8 @@ class TemporalSmoother:
 
     def __call__(self, content: np.ndarray, styled: np.ndarray) -> np.ndarray:
         """content, styled: (H, W, 3) uint8 RGB, same shape -> the output frame, (H, W, 3) uint8."""
-        for name, a in (("content", content), ("styled", styled)):
-            if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-                desc = f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
-                raise ValueError(f"{name} must be an (H, W, 3) uint8 RGB array, got {desc}")
+        check_rgb(content, "content")
+        check_rgb(styled, "styled")
         if content.shape != styled.shape:
             raise ValueError(f"content {content.shape} and styled {styled.shape} frames differ in shape")
         if self.mode == "none":

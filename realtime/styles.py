@@ -17,6 +17,7 @@ from realtime.adain import StyleCode, mix, style_code
 from realtime.images import ImageError, read_image
 
 from realtime.artworks import BUILTINS, DEFAULT_STYLE, check_size  # noqa: F401  (re-exported)
+from realtime.frames import check_rgb
 
 
 # ----------------------------------------------------------------------------- --style argument
@@ -107,9 +108,7 @@ def encode_style(encoder, image_rgb_u8: np.ndarray, *, device: str | torch.devic
     to run; default the encoder's own device (the encoder is never moved).
     """
     img = image_rgb_u8
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        desc = f"{img.dtype} {img.shape}" if isinstance(img, np.ndarray) else type(img).__name__
-        raise ValueError(f"style image must be an (H, W, 3) uint8 RGB array, got {desc}")
+    check_rgb(img, "style image")
     h, w = img.shape[:2]
     ch, cw = h - h % 8, w - w % 8
     if ch < 16 or cw < 16:
@@ -150,9 +149,7 @@ def describe_style(image: np.ndarray, colors: int = 5) -> dict:
     "share"}, ...]}``; the palette holds up to ``colors`` dominant colours (median-cut
     quantization of a 128-px downsample, deterministic), most common first, shares sum to 1.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"image must be an (H, W, 3) uint8 RGB array, got {desc}")
+    check_rgb(image, "image")
     from PIL import Image
 
     h, w = image.shape[:2]

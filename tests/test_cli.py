@@ -29,7 +29,7 @@ def test_convert_help_states_the_real_defaults(capsys):
         main(["convert", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     cfg = ConvertConfig(input=None)
-    assert f"Default: {cfg.style}" in text and cfg.style == DEFAULT_STYLE
+    assert f"(default: {cfg.style})" in text and cfg.style == DEFAULT_STYLE
     assert f"(default: {cfg.crf})" in text and f"(default: {cfg.preset})" in text
     assert f"(default: {cfg.alpha})" in text
 
@@ -140,3 +140,11 @@ def test_negative_batch_is_refused(tmp_path, capsys):
     src = make_clip(tmp_path / "in.mp4", frames=2)
     assert main(["convert", str(src), "-o", str(tmp_path / "o.mp4"), "--batch", "-1"]) == 1
     assert "--batch" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
+@pytest.mark.parametrize("command", [["live", "--input", "synth:", "--no-window", "--frames", "1"], ["serve"]])
+def test_live_and_serve_on_cuda_without_a_gpu_are_one_line_errors(command, capsys):
+    assert main([*command, "--device", "cuda"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA GPU" in err[0] and "Traceback" not in err[0]

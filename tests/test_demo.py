@@ -439,7 +439,7 @@ def test_serve_listens_on_loopback_by_default():
 
 
 def test_share_without_auth_is_refused_before_anything_loads(monkeypatch, capsys):
-    monkeypatch.setattr("realtime.options.stylizer_from_args", lambda args: pytest.fail("weights loaded"))
+    monkeypatch.setattr("realtime.options.open_stylizer", lambda args: pytest.fail("weights loaded"))
     with pytest.raises(ValueError, match="--share .*needs --auth USER:PASSWORD"):
         serve.run(parse_serve(["--share"]))
     assert app.main(["--share"]) == 1

@@ -23,9 +23,10 @@ import pytest
 import torch
 
 from realtime import live
-from realtime.capture import (CameraSource, FileSource, InputSpec, LiveFrame, SyntheticSource, open_source,
+from realtime.capture import (CameraSource, FileSource, InputSpec, SyntheticSource, open_source,
                               parse_input, pattern_frame)
 from realtime import CtrlC
+from realtime.frames import Frame
 from realtime.live import Controls, LiveConfig, run_live
 from realtime.measure import Meter
 from realtime.sinks import RecordSink, StreamSink, VirtualCameraSink, WindowSink, action_for_key
@@ -62,7 +63,7 @@ class CollectSink:
     name = "collect"
 
     def __init__(self, actions=()):
-        self.frames: list[tuple[np.ndarray, LiveFrame]] = []
+        self.frames: list[tuple[np.ndarray, Frame]] = []
         self.actions = list(actions)
 
     def write(self, rgb, frame):
@@ -291,7 +292,7 @@ def test_udp_mpegts_stream_is_read_back_by_pyav():
             with StreamSink(f"udp://127.0.0.1:{port}", 64, 48, 30) as sink:
                 i = 0
                 while not stop.wait(1 / 30) and i < 300:  # at most 10 s
-                    sink.write(pattern_frame(i, 64, 48), LiveFrame(None, i / 30, i))
+                    sink.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=i / 30))
                     i += 1
         except Exception as e:  # re-raised below
             errors.append(e)
@@ -316,7 +317,7 @@ def test_udp_mpegts_stream_is_read_back_by_pyav():
 def test_hls_playlist_and_segments(tmp_path):
     with StreamSink(str(tmp_path), 64, 48, 30) as sink:  # a directory: stream.m3u8 in it
         for i in range(100):  # 3.3 s of capture time, 1 s segments
-            sink.write(pattern_frame(i, 64, 48), LiveFrame(None, 1000 + i / 30, i))
+            sink.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=1000 + i / 30))
     text = (tmp_path / "stream.m3u8").read_text()
     segments = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert text.startswith("#EXTM3U") and "#EXTINF" in text and len(segments) >= 3
@@ -346,7 +347,7 @@ def test_rtmp_stream_reaches_a_server():
         while True:  # until the server listens: a refused connection shows at the first frame
             try:
                 sink = StreamSink(url, 64, 48, 30)
-                sink.write(pattern_frame(0, 64, 48), LiveFrame(None, 0.0, 0))
+                sink.write(pattern_frame(0, 64, 48), Frame(None, None, None, 0, captured_at=0.0))
                 break
             except SinkError:
                 if time.monotonic() > deadline:
@@ -354,7 +355,7 @@ def test_rtmp_stream_reaches_a_server():
                 time.sleep(0.05)  # polling the server's start, not waiting for a result
         with sink:
             for i in range(1, 60):
-                sink.write(pattern_frame(i, 64, 48), LiveFrame(None, i / 30, i))
+                sink.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=i / 30))
         assert server.communicate(timeout=10)[0].split() == ["10", "64", "48"]
     finally:
         server.kill()
@@ -365,18 +366,19 @@ def test_refused_rtmp_is_a_clear_error():
     port = _free_udp_port()  # nothing listens on it over TCP either, almost surely
     with pytest.raises(SinkError, match=rf"rtmp://127.0.0.1:{port}/live/x: .*RTMP server"):
         with StreamSink(f"rtmp://127.0.0.1:{port}/live/x", 64, 48, 30) as sink:
-            sink.write(pattern_frame(0, 64, 48), LiveFrame(None, 0.0, 0))
+            sink.write(pattern_frame(0, 64, 48), Frame(None, None, None, 0, captured_at=0.0))
     with pytest.raises(SinkError, match="not a stream target"):
         StreamSink("out.flv", 64, 48, 30)
 
 
 _KILLED = """
 import sys, time
-from realtime.capture import LiveFrame, pattern_frame
+from realtime.capture import pattern_frame
+from realtime.frames import Frame
 from realtime.sinks import RecordSink
 sink = RecordSink(sys.argv[1], 64, 48, 10)
 for i in range(80):
-    sink.write(pattern_frame(i, 64, 48), LiveFrame(None, i / 10, i))
+    sink.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=i / 10))
 print("written", flush=True)
 sys.stdin.read()
 """
