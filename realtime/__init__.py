@@ -1,15 +1,44 @@
 """rtstyle: real-time video style transfer with AdaIN.
 
-Stages, one module each: ``model`` (the network), ``weights`` (loading the encoder/decoder
-pair), ``adain`` (the style step), ``styles`` and ``images`` (style codes and image I/O),
-``color`` (colour preservation), ``stylizer`` (engines + style), ``video`` (PyAV source and
-sink), ``convert`` (file conversion), ``cli``.
+Use it from Python (the names below are imported on first use, so ``import realtime`` is cheap)::
+
+    from realtime import StyleSettings, load_model, read_image, write_image
+
+    stylizer = load_model()                               # the default model, shipped with the package
+    style = stylizer.encode_spec("mosaic,waves:0.3")      # built-in names or image paths, mixed
+    out = stylizer.stylize(read_image("photo.jpg"), StyleSettings(style, alpha=0.8), max_side=640)
+    write_image("styled.png", out)
+
+A frame goes one way through the stages, one module each: a source (``video``: files, PyAV;
+``capture``: cameras, test pattern) -> the ``stylizer`` (``models``/``weights``/``model``:
+the network and its weights; ``engines``: how it runs; ``adain``: the style step; ``styles``,
+``catalog``: style codes) -> ``smoothing`` -> a sink (``video``, ``sinks``). ``convert`` and
+``live`` run that pipeline for files and cameras; ``train``/``trainer``/``losses`` make decoders;
+``bench``/``profiling``/``measure`` time it; ``cli``/``options`` are the command line.
 """
+import importlib
 import signal
 import sys
 import threading
 
 __version__ = "0.1.0"
+
+# The public API: name -> the module it lives in, imported when first used.
+_API = {
+    "load_model": "realtime.models", "load_network": "realtime.models", "MODELS": "realtime.models",
+    "Stylizer": "realtime.stylizer", "StyleSettings": "realtime.stylizer",
+    "StyleCode": "realtime.adain", "mix": "realtime.adain",
+    "convert": "realtime.convert", "ConvertConfig": "realtime.convert",
+    "read_image": "realtime.images", "write_image": "realtime.images",
+    "TemporalSmoother": "realtime.smoothing", "Frame": "realtime.frames",
+}
+__all__ = [*_API, "UserError", "MediaError", "SinkError", "ImageError", "WeightsError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'realtime' has no attribute {name!r}")
 
 
 class UserError(Exception):

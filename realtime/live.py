@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from array import array
-from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path

@@ -134,6 +134,18 @@ def load_network(model: str | None = None, decoder: Path | None = None,
     return enc.eval(), dec.eval(), info
 
 
+def load_model(name: str | None = None, *, decoder: Path | None = None, vgg: Path | None = None,
+               backend: str = "auto", device: str | None = None, precision: str | None = None):
+    """A ready ``Stylizer`` for a named model (``load_network``'s rules for ``name``, ``decoder``
+    and ``vgg``), its engines built on first use: ``backend``/``device``/``precision`` as in
+    ``engines.build``. ``load_model()`` is the default model, shipped with the package."""
+    from realtime.stylizer import Stylizer
+
+    enc, dec, info = load_network(name, decoder, vgg)
+    return Stylizer(enc, dec, backend=backend, device=device, precision=precision, weights_id=info.digest,
+                    network=info)
+
+
 def describe(name: str) -> dict[str, str]:
     """One model's line items for ``rtstyle models``: size, cost, files, licence, source."""
     spec = model_spec(name)

@@ -105,9 +105,7 @@ def network_from_args(args: argparse.Namespace):
 def open_stylizer(args: argparse.Namespace):
     """The one path from arguments to a running ``Stylizer``: the device is checked, then the
     model that ``add_model_args``' flags name is loaded and handed to its engines."""
-    from realtime.stylizer import Stylizer
+    from realtime.models import load_model
 
     check_device(getattr(args, "device", None))
-    encoder, decoder, info = network_from_args(args)
-    return Stylizer(encoder, decoder, backend=args.backend, device=args.device, weights_id=info.digest,
-                    network=info)
+    return load_model(args.model, decoder=args.decoder, vgg=args.vgg, backend=args.backend, device=args.device)

@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.bench import SIZES, BenchConfig, _counts, _jsonable, bench_weights, default_clip, parse_variant, real_frames
+from realtime.bench_setup import SIZES, BenchConfig, bench_weights, counts, default_clip, jsonable, parse_variant, real_frames
 from realtime.measure import StageClock, ThreadCPU, machine, percentiles
 from realtime.stylizer import StyleSettings, Stylizer, compute_size
 
@@ -119,7 +118,7 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
 def prepare_clip(src: Path, dst: Path, frames: int | None, size: str | None) -> Path:
     """Re-encode the first ``frames`` frames of ``src`` (all when None), resized to ``size``
     (cropped to its aspect), as a libx264 crf 16 file without audio; returns ``dst``."""
-    from realtime.bench import _fit
+    from realtime.bench_setup import fit_frames
     from realtime.video import VideoFileSink, VideoFileSource
 
     with VideoFileSource(src) as source:
@@ -130,7 +129,7 @@ def prepare_clip(src: Path, dst: Path, frames: int | None, size: str | None) -> 
                 if frames is not None and i >= frames:
                     break
                 px = f.pixels if (f.pixels.shape[0], f.pixels.shape[1]) == (h, w) else \
-                    _fit(torch.from_numpy(f.pixels)[None], h, w)[0].numpy()
+                    fit_frames(torch.from_numpy(f.pixels)[None], h, w)[0].numpy()
                 sink.write(px, f.pts, f.time_base)
     return dst
 
@@ -183,7 +182,7 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
     from realtime.live import LiveConfig, make_smoother
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    warmup, iters = _counts(cfg, device)
+    warmup, iters = counts(cfg, device)
     backend = (cfg.backends or ("auto",))[0]
     encoder, decoder, code, note = bench_weights(cfg, encoder, decoder, code)
     start = machine()
@@ -218,7 +217,7 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
                   f"latency p50 {r['latency_ms_p50']:.0f} ms p95 {r['latency_ms_p95']:.0f} ms, "
                   f"dropped {r['dropped']} of {r['captured']}")
     report["machine_end"] = machine()
-    report["config"] = _jsonable(cfg, warmup=warmup, iters=iters, backend=backend)
+    report["config"] = jsonable(cfg, warmup=warmup, iters=iters, backend=backend)
     if cfg.json_out:
         cfg.json_out.write_text(json.dumps(report, indent=2))
     return report

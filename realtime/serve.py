@@ -120,8 +120,8 @@ def web_app():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network; before gradio loads
     found = list(entry_points(group=WEB_APP, name="serve"))
     if not found:
-        raise UserError(f"rtstyle serve: the browser demo is not installed with this package "
-                        f"(pip install -e '.[demo]' in a checkout)")
+        raise UserError("rtstyle serve: the browser demo is not installed with this package "
+                        "(pip install -e '.[demo]' in a checkout)")
     try:
         return found[0].load()
     except ModuleNotFoundError as e:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import engines
 from realtime.adain import StyleCode, adain, mean_std
 from realtime.color import luminance_only
+from realtime.frames import check_rgb
 from realtime.model import Decoder, Encoder
 from realtime.styles import encode_spec, encode_style, parse_style_arg
 
@@ -221,3 +222,8 @@ class Stylizer:
         """(N, H, W, 3) uint8 RGB, any device -> (N, H, W, 3) uint8 RGB on the CPU."""
         batch = self.prepare(frames, max_side)
         return self.finish(self.decode(self.restyle(self.encode(batch.padded), settings)), batch, settings)
+
+    def stylize(self, rgb: np.ndarray, settings: StyleSettings, max_side: int | None = None) -> np.ndarray:
+        """One picture: (H, W, 3) uint8 RGB numpy array -> the same, stylized."""
+        check_rgb(rgb, "picture")
+        return self(torch.from_numpy(np.ascontiguousarray(rgb))[None], settings, max_side)[0].numpy()

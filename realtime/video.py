@@ -4,6 +4,10 @@ Data contract at this boundary: a frame's pixels are (H, W, 3) uint8 RGB, C-cont
 already turned upright; its timing is the decoded pts in its stream's time_base, carried
 through unchanged (never invented). The sink copies the audio of a file packet for packet
 and only ever leaves a complete file under the final name.
+
+Why one file (~400 lines): both ends share the container and timing contract (time bases,
+rotation, VFR, audio stream templates) and the encoder checks; split, each half would need
+the other's private helpers.
 """
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ import os
 import queue
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
