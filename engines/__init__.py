@@ -21,8 +21,8 @@ export, cached on disk). Precision is ``"fp32"`` or ``"fp16"``: fp32 on CPU, fp1
 by default.
 
 ``backend="auto"`` on CUDA: tensorrt (if torch-tensorrt imports) -> compile -> eager fp16;
-on CPU: eager fp32. torch.compile is not auto-chosen on CPU because, measured on the 2-core
-dev machine, it did not pay for its compile time: see ``_CPU_WHY`` for the numbers.
+on CPU: eager fp32. torch.compile is not auto-chosen on CPU: it did not pay for its compile
+time there (BENCHMARKS.md has the measurements).
 A requested backend that cannot run raises ``EngineUnavailable`` with the reason; nothing
 falls back silently.
 """
@@ -50,13 +50,7 @@ ENGINES: dict[str, str] = {
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 TRT_HINT = "pip install 'rtstyle[trt]'"
 ONNX_HINT = "pip install 'rtstyle[onnx]'"
-# Measured side by side, interleaved, in one process: real network, batch 1, 2 threads,
-# torch 2.13 CPU, on the shared 2-core dev machine (load 3.5-6 from other jobs).
-_CPU_WHY = (
-    "CPU: eager fp32. torch.compile is not auto-chosen on CPU: measured on 2 cores it ran "
-    "0.95-1.24x eager's speed (256x256 and 512x512) for 38-49 s of cold compilation per "
-    "frame size; backend='onnxruntime' measured 1.1-1.9x and is the one to ask for on CPU"
-)
+_CPU_WHY = "CPU: eager fp32 (torch.compile does not pay for its compile time on a CPU; see BENCHMARKS.md)"
 _LOGGED: set[str] = set()
 
 

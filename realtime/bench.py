@@ -43,7 +43,7 @@ from realtime.measure import machine, percentiles, timer
 from realtime.options import add_model_args
 
 # (name contains, datasheet dense fp16/bf16 tensor TFLOP/s, bf16 8192^3 matmul measured on
-# this workplace's machines: KINDS.md, H100 2026-11-13, H200 2026-10-28). First match wins.
+# the H100 and H200 machines this project is lent (2026-11-13, 2026-10-28). First match wins.
 GPU_PEAKS = (("H200", 989.4, 788.0), ("H100 NVL", 835.0, None), ("H100 PCIe", 756.0, None),
              ("H100", 989.4, 798.0), ("A100", 312.0, None), ("L40S", 362.0, None), ("L4", 121.0, None))
 ACCURACY_OK = (40.0, 1.0)  # PSNR >= 40 dB or mean absolute difference <= 1 level
@@ -107,7 +107,7 @@ def resolve_peak(setting: str, device: torch.device) -> tuple[float | None, floa
     if setting == "spec" or (setting == "auto" and measured is None):
         return spec, spec, "datasheet dense fp16/bf16 tensor rate" if spec else "unknown GPU: pass --peak-tflops"
     if setting == "auto":
-        return measured, spec, "bf16 8192^3 matmul measured on this workplace's machine of this kind (KINDS.md)"
+        return measured, spec, "bf16 8192^3 matmul measured on a machine of this kind (GPU_PEAKS)"
     return float(setting), spec, "given with --peak-tflops"
 
 

@@ -8,7 +8,8 @@ After ``close()``: ``captured == delivered + dropped``.
 Data contract: ``realtime.frames.Frame``; ``pixels`` is (H, W, 3) uint8 RGB, C-contiguous. OpenCV delivers
 BGR; the camera thread converts to RGB here, at the boundary. ``captured_at`` is
 ``time.monotonic()`` taken right after the frame arrived. This module imports PyAV only when
-a file is opened (see FACTS: importing av before OpenCV's GUI can freeze ``cv2.imshow``).
+a file is opened (importing av before OpenCV's GUI can freeze ``cv2.imshow``: the two wheels
+bundle their own FFmpeg and xcb libraries).
 """
 from __future__ import annotations
 

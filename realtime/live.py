@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     width, height = _size(cfg.size)
     with ExitStack() as stack:
         sinks = []
-        if cfg.window:  # first, before PyAV is imported (FACTS: av before the GUI can freeze it)
+        if cfg.window:  # first, before PyAV is imported (importing av before the GUI can freeze it)
             sinks.append(stack.enter_context(WindowSink()))
         source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
         stack.callback(source.close)

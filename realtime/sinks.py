@@ -5,8 +5,9 @@ a source changed size after a reconnect) and ``frame`` the ``realtime.frames.Fra
 from (its ``captured_at`` gives the timestamps: live input has no pts of its own, so the
 stream and the recording are variable frame rate in milliseconds since the first frame).
 ``close()`` finishes the output; ``poll()`` returns a key action (the window only).
-PyAV and pyvirtualcam are imported when such a sink is opened, never at import: FACTS says
-importing av before OpenCV's GUI can freeze ``cv2.imshow``, so create the window first.
+PyAV and pyvirtualcam are imported when such a sink is opened, never at import:
+importing av before OpenCV's GUI can freeze ``cv2.imshow`` (both wheels bundle their own FFmpeg
+and xcb), so create the window first.
 """
 from __future__ import annotations
 

@@ -256,7 +256,7 @@ def test_file_source_lossless_or_at_its_own_rate(tmp_path):
 
 
 def test_live_modules_import_without_pyav():
-    # FACTS: importing av before OpenCV's GUI can freeze cv2.imshow; the window comes first
+    # importing av before OpenCV's GUI can freeze cv2.imshow; the window comes first
     code = "import sys, realtime.live, realtime.capture, realtime.sinks; print('av' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
