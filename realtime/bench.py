@@ -16,7 +16,8 @@ Backends are ``NAME[-fp32|-fp16][-cudagraphs]``, NAME one of ``engines.ENGINES``
 cloned, the clone is timed). A plain name uses the engine's default precision. A backend
 that cannot run here is listed as skipped with the reason, never silently dropped.
 
-Without a trained decoder a random one is used (speed does not depend on the weights): He
+The weights are the model's (``--model``, default ``adain-cd16``). ``adain-vgg19`` without
+``--decoder`` (none ships) gets a random decoder (speed does not depend on the weights): He
 initialised, its last layer rescaled so its output spans [0, 1] on the benchmark frames, so
 that accuracy is not hidden in clipped pixels (``ref_clipped_pct`` says how many are).
 """

@@ -139,7 +139,7 @@ def test_models_command_lists_size_cost_files_licence_and_source(capsys):
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_weights_the_model_card_and_the_licences(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                     "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("rtstyle-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
