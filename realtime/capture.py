@@ -314,7 +314,8 @@ class CameraSource(LiveSource):
 class FileSource(LiveSource):
     """A video file as a live source. ``realtime=True``: frames are released at their own
     pts rate and stale ones dropped like a camera's; ``False``: as fast as the reader takes
-    them, none dropped. ``captured_at`` is when the frame was released."""
+    them, none dropped. ``captured_at`` is when the frame was released; ``pts`` and
+    ``time_base`` (the file's) are kept, so a recording can keep the file's timing."""
 
     def __init__(self, path: str | Path, *, realtime: bool = True):
         super().__init__()
@@ -324,6 +325,7 @@ class FileSource(LiveSource):
         self.realtime, self.name = realtime, str(path)
         self.width, self.height = self._src.width, self._src.height
         self.fps = float(self._src.average_rate) if self._src.average_rate else None
+        self.time_base = self._src.time_base
 
     def _produce(self) -> None:
         start = first = None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from realtime import UserError, __version__
-from realtime.options import add_config_args, add_model_args, config_from_args, open_stylizer
+from realtime.options import Parser, add_config_args, add_model_args, config_from_args, open_stylizer
 
 log = logging.getLogger("realtime")
 
@@ -43,14 +43,23 @@ def _run_convert(args) -> int:
         print(f"rtstyle: interrupted: {res.output} holds the first {what}"
               f"{f' of {res.total}' if res.total else ''} and is playable", file=sys.stderr)
         return EXIT_INTERRUPTED
+    engine = f"{stylizer.network.model}, {stylizer.engine_name} on {stylizer.device}"
+    if res.image:
+        scaled = f", decoded at 1/{res.scale} scale to stay within --max-pixels" if res.scale > 1 else ""
+        print(f"rtstyle: wrote {res.output} ({res.size[0]}x{res.size[1]}{scaled}; {res.seconds:.1f} s, "
+              f"{engine})", file=sys.stderr)
+        return 0
     extra = ", audio copied" if res.audio else ""
+    extra += f", {res.skipped} damaged packets or frames skipped" if res.skipped else ""
     print(f"rtstyle: wrote {res.output} ({what}{extra}; {res.seconds:.1f} s, {rate:.1f} frames/s, "
-          f"{stylizer.network.model}, {stylizer.engine_name} on {stylizer.device})", file=sys.stderr)
+          f"{engine})", file=sys.stderr)
     return 0
 
 
 def _add_styles(sub) -> None:
-    p = sub.add_parser("styles", help="list the built-in styles or inspect a style image")
+    p = sub.add_parser("styles", help="list the built-in styles or inspect a style image",
+                       description="List the built-in styles (and render them as PNGs), or describe "
+                       "an image used as a style: its size, mean colour and palette.")
     p.add_argument("--inspect", metavar="IMAGE", help="describe an image (or built-in) used as a style")
     p.add_argument("--render", type=Path, metavar="DIR", help="write every built-in style as a PNG into DIR")
     p.add_argument("--size", type=int, default=512, help="size of rendered styles (default: %(default)s)")
@@ -100,12 +109,14 @@ def _run_models(args) -> int:
 
 
 def _add_doctor(sub) -> None:
-    p = sub.add_parser("doctor", help="report torch, CUDA, GPU, engines, encoders and weights")
+    p = sub.add_parser("doctor", help="report torch, CUDA, GPU, engines, encoders and weights",
+                       description="Report what this machine can run: torch, CUDA and the GPUs, "
+                       "which engines and video encoders work, and where the weights are.")
     p.set_defaults(func=lambda args: __import__("realtime.doctor", fromlist=["main"]).main())
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rtstyle", description="Real-time video style transfer (AdaIN): convert files, "
         "stylize a camera live, serve the browser demo, list styles and models, check the machine, "
         "benchmark, train a decoder.")
@@ -133,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="rtstyle: %(message)s", stream=sys.stderr)
     for name in ("realtime", "engines"):  # other libraries' INFO chatter stays hidden
         logging.getLogger(name).setLevel(level)
+    if not args.verbose:  # which engines were built is in the summary line; -v says why
+        for name in ("engines", "realtime.stylizer"):
+            logging.getLogger(name).setLevel(max(level, logging.WARNING))
     from engines import EngineUnavailable
 
     try:

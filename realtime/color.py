@@ -113,8 +113,9 @@ def match_color(style: np.ndarray | torch.Tensor, content: np.ndarray | torch.Te
     where the mapped colours leave the RGB cube.
     """
     is_np = isinstance(style, np.ndarray)
-    s = torch.from_numpy(np.ascontiguousarray(style)) if is_np else style
-    c = torch.from_numpy(np.ascontiguousarray(content)) if isinstance(content, np.ndarray) else content
+    # torch wants writable memory (it warns on a read-only array, e.g. one from Pillow): copy only then
+    s = torch.from_numpy(np.require(style, requirements=("C", "W"))) if is_np else style
+    c = torch.from_numpy(np.require(content, requirements=("C", "W"))) if isinstance(content, np.ndarray) else content
     for name, t in (("style", s), ("content", c)):
         if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 3 or t.shape[2] != 3:
             desc = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__

@@ -2,13 +2,19 @@
 
 Video: PyAV decode (its own thread) -> batches -> stylizer -> writer thread (encode + mux,
 audio copied packet for packet) so decode, compute and encode overlap. Every frame is kept,
-in order, with its original timestamps. The output is written under a temporary name and
-renamed when complete. The first Ctrl-C stops reading, finishes a playable file of what was
-done and says so; a second one aborts and removes it.
+in order, with its original timestamps. Paths, options, free space and the encoder are
+checked before any work (``preflight``). The output is written as ``NAME.partial-PID.mp4``
+beside the final name (fragmented MP4/MOV: a killed run leaves it playable up to its last
+keyframe) and renamed when complete; a later complete conversion to the same name removes
+the partials that killed runs left. The first Ctrl-C stops reading, finishes a playable file
+of what was done and says so; a second one aborts and removes it. Threads are split between
+decode, compute and encode by ``options.thread_budget``.
 """
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 import queue
 import sys
 import threading
@@ -20,14 +26,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from realtime import CtrlC, Interrupted
-from realtime.images import is_image_file, read_image, write_image
-from realtime.options import max_side_arg, opt
+from realtime import CtrlC, Interrupted, UserError
+from realtime.images import DEFAULT_MAX_PIXELS, image_size, is_image_file, read_image, write_image
+from realtime.options import (check_frame_size, check_ranges, max_side_arg, opt, thread_budget, threads_applied,
+                              usable_cores)
 from realtime.smoothing import DEFAULT_SMOOTH, DEFAULT_STRENGTH, SMOOTH_MODES, TemporalSmoother
 from realtime.styles import DEFAULT_STYLE, parse_style_arg
 from realtime.adain import StyleCode
-from realtime.stylizer import CPU_MAX_SIDE, StyleSettings, Stylizer, resolve_max_side
+from realtime.stylizer import CPU_MAX_SIDE, MIN_SIDE, StyleSettings, Stylizer, resolve_max_side
+from realtime.outputs import check_output, partials
 from realtime.video import MediaError, VideoFileSink, VideoFileSource, check_encoder
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -43,24 +53,29 @@ class ConvertConfig:
                               "directory)", flags=("-o", "--output"), type=Path)
     style: str = opt(DEFAULT_STYLE, "built-in style name or image path; several mixed as A,B:0.3 "
                      "(weights default 1); see `rtstyle styles`", flags=("-s", "--style"))
-    alpha: float = opt(1.0, "style strength in [0, 1]")
+    alpha: float = opt(1.0, "style strength", range=(0.0, 1.0))
     preserve_color: str = opt("none", "keep the content's colours: 'luminance' (what the bare flag means) "
                               "stylizes brightness only; 'transfer' recolours the style image to the "
                               "content's colour statistics before encoding it (for videos: the first frame's)",
                               nargs="?", const="luminance", choices=("none", "luminance", "transfer"))
-    max_side: int | str = opt("auto", "run the network with the longer side at most N pixels (>= 16), then "
+    max_side: int | str = opt("auto", "run the network with the longer side at most N pixels, then "
                               "scale back to the input size; 'full' for the input's own size; 'auto': "
                               f"{CPU_MAX_SIDE['video']} for videos and {CPU_MAX_SIDE['image']} for photos "
-                              "on a CPU, full size on a GPU", type=max_side_arg, metavar="N")
-    batch: int = opt(0, "frames per batch; 0: 4 on CUDA, 1 on CPU")
-    crf: int = opt(18, "quality, lower is better: crf for libx264/libx265, cq for NVENC")
-    preset: str = opt("medium", "x264 speed preset")
+                              "on a CPU, full size on a GPU", type=max_side_arg, metavar="N", range=(MIN_SIDE, None))
+    max_pixels: int = opt(DEFAULT_MAX_PIXELS, "photos: the most pixels decoded; a bigger JPEG is decoded at "
+                          "1/2, 1/4 or 1/8 size (and written at that size), other formats are refused",
+                          metavar="N", range=(1, None))
+    batch: int = opt(0, "frames per batch; 0: 4 on CUDA, 1 on CPU", range=(0, None))
+    crf: int = opt(18, "quality, lower is better: crf for libx264/libx265, cq for NVENC", range=(0, 51))
+    preset: str = opt("medium", "x264/x265 speed preset: ultrafast, superfast, veryfast, faster, fast, "
+                      "medium, slow, slower, veryslow")
     codec: str = opt("libx264", "video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present")
     smooth: str = opt(DEFAULT_SMOOTH, "temporal smoothing for videos: 'stats' smooths the content "
                       "statistics at the style step, 'flow' blends with the motion-compensated previous "
                       "output, 'all' does both (see benchmarks/TEMPORAL.md)", choices=SMOOTH_MODES)
-    smooth_strength: float = opt(DEFAULT_STRENGTH, "0 = off .. 1 = strongest", metavar="S")
-    tolerate_errors: bool = opt(False, "skip undecodable packets of a damaged video instead of stopping")
+    smooth_strength: float = opt(DEFAULT_STRENGTH, "0 = off .. 1 = strongest", metavar="S", range=(0.0, 1.0))
+    tolerate_errors: bool = opt(False, "skip undecodable packets of a damaged video instead of stopping "
+                                "(the summary says how many)")
     overwrite: bool = opt(False, "replace an existing output file", flags=("-y", "--overwrite"))
     progress: bool = opt(True, "show a progress bar")
 
@@ -73,6 +88,10 @@ class ConvertResult:
     seconds: float
     interrupted: bool = False
     audio: bool = False
+    skipped: int = 0  # damaged packets or frames skipped (--tolerate-errors)
+    image: bool = False
+    size: tuple[int, int] | None = None  # (width, height) written
+    scale: int = 1  # a photo over --max-pixels: decoded at 1/scale
 
 
 def default_output(cfg: ConvertConfig, is_image: bool) -> Path:
@@ -85,7 +104,8 @@ def default_output(cfg: ConvertConfig, is_image: bool) -> Path:
 
 
 def check_paths(cfg: ConvertConfig, is_image: bool) -> Path:
-    """Validate input/output before any work; returns the output path."""
+    """Validate input/output before any work: the output's suffix and name, that its folder
+    takes a new file and has about the input's size free. Returns the output path."""
     out = cfg.output or default_output(cfg, is_image)
     allowed = IMAGE_SUFFIXES if is_image else VIDEO_SUFFIXES
     kind = "an image" if is_image else "a video"
@@ -95,8 +115,7 @@ def check_paths(cfg: ConvertConfig, is_image: bool) -> Path:
         raise MediaError(f"{out}: the output would overwrite the input")
     if out.exists() and not cfg.overwrite:
         raise MediaError(f"{out}: already exists (pass --overwrite to replace it)")
-    if not out.parent.is_dir():
-        raise MediaError(f"{out}: the directory {out.parent} does not exist")
+    check_output(out, need_bytes=cfg.input.stat().st_size)  # same size and quality: about as big
     return out
 
 
@@ -113,12 +132,15 @@ def settings_for(stylizer: Stylizer, cfg: ConvertConfig, reference: np.ndarray |
 
 def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: StyleCode | None = None) -> ConvertResult:
     t0 = time.perf_counter()
-    rgb = read_image(cfg.input)
-    settings = settings_for(stylizer, cfg, rgb, code)
+    rgb = read_image(cfg.input, max_pixels=cfg.max_pixels, reduce=True)
+    h, w = rgb.shape[:2]
     max_side = resolve_max_side(cfg.max_side, stylizer.device, "image")
-    styled = stylizer(torch.from_numpy(np.ascontiguousarray(rgb).copy())[None], settings, max_side)[0].numpy()
+    check_frame_size(str(cfg.input), w, h, max_side)
+    settings = settings_for(stylizer, cfg, rgb, code)
+    styled = stylizer(torch.from_numpy(rgb)[None], settings, max_side)[0].numpy()
     write_image(out, styled)
-    return ConvertResult(out, 1, 1, time.perf_counter() - t0)
+    scale = round(math.sqrt(math.prod(image_size(cfg.input)) / (w * h)))
+    return ConvertResult(out, 1, 1, time.perf_counter() - t0, image=True, size=(w, h), scale=scale)
 
 
 def _writer(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threading.Event) -> None:
@@ -155,7 +177,10 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
     t0 = time.perf_counter()
     batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
     max_side = resolve_max_side(cfg.max_side, stylizer.device, "video")
-    with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors) as src, CtrlC("stopping after the current batch; Ctrl-C again to abort") as ctrl_c:
+    threads = thread_budget(usable_cores(), stylizer.device.type)
+    with VideoFileSource(cfg.input, tolerate_errors=cfg.tolerate_errors, threads=threads.decode) as src, \
+            threads_applied(threads), CtrlC("stopping after the current batch; Ctrl-C again to abort") as ctrl_c:
+        check_frame_size(str(cfg.input), src.width, src.height, max_side)
         frames = iter(src)
         first = next(frames, None)
         if first is None:
@@ -165,7 +190,7 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
         sink = VideoFileSink(
             out, width=src.width, height=src.height, time_base=src.time_base, rate=src.average_rate,
             audio_from=cfg.input if src.audio_stream is not None else None, codec=cfg.codec,
-            crf=cfg.crf, preset=cfg.preset, metadata=src.metadata,
+            crf=cfg.crf, preset=cfg.preset, metadata=src.metadata, fragmented=True, threads=threads.encode,
         )
         jobs: queue.Queue = queue.Queue(maxsize=4)
         errors: list = []
@@ -204,8 +229,13 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
         except BaseException:
             sink.abort()
             raise
+        if not ctrl_c.stop.is_set():
+            for stale in partials(out):  # superseded by the file just written
+                stale.unlink(missing_ok=True)
+                log.info("removed %s, the partial output of a run that was killed", stale)
         return ConvertResult(out, done, src.frame_count, time.perf_counter() - t0,
-                             interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None)
+                             interrupted=ctrl_c.stop.is_set(), audio=src.audio_stream is not None,
+                             skipped=src.errors, size=(src.width, src.height))
 
 
 def _stylize_batch(stylizer: Stylizer, settings: StyleSettings, smoother: TemporalSmoother, frames: list,
@@ -221,25 +251,24 @@ def _stylize_batch(stylizer: Stylizer, settings: StyleSettings, smoother: Tempor
 
 
 def preflight(cfg: ConvertConfig) -> tuple[bool, Path]:
-    """Every check that needs no network: input exists and is a photo or video, the output
-    path is usable, options are in range, the encoder runs. -> (is_image, output path)."""
-    for name, value in (("alpha", cfg.alpha), ("smooth-strength", cfg.smooth_strength)):
-        if not 0.0 <= value <= 1.0:
-            raise MediaError(f"--{name} must be in [0, 1], got {value}")
-    if cfg.batch < 0:
-        raise MediaError(f"--batch must be 0 (automatic) or more, got {cfg.batch}")
+    """Every check that needs no network: options are in range, input exists and is a photo
+    or video, the output's folder takes a new file and has room, the encoder runs with these
+    settings. -> (is_image, output path)."""
+    check_ranges(cfg)
     try:
         resolve_max_side(cfg.max_side, torch.device("cpu"))
     except ValueError as e:
-        raise MediaError(str(e)) from None
+        raise UserError(str(e)) from None
     if not cfg.input.exists():
         raise MediaError(f"{cfg.input}: no such file")
     if cfg.input.is_dir():
         raise MediaError(f"{cfg.input}: is a directory, not a video or image file")
     is_image = is_image_file(cfg.input)
     out = check_paths(cfg, is_image)
-    if not is_image:
-        check_encoder(cfg.codec)
+    if is_image:  # a video's size is known once it is opened (convert_video checks it then)
+        check_frame_size(str(cfg.input), *image_size(cfg.input), cfg.max_side if isinstance(cfg.max_side, int) else None)
+    else:
+        check_encoder(cfg.codec, cfg.crf, cfg.preset)
     return is_image, out
 
 

@@ -17,8 +17,11 @@ zoo of file modes is normalized, once:
   is stretched from its min..max. NaN becomes 0.
 * Animated GIF/WebP/APNG: the first frame. EXIF orientation is applied.
 
-Sizes are checked from the header before any pixel is decoded. Every failure is an
-``ImageError`` whose message names the file.
+Sizes are checked from the header before any pixel is decoded, against ``max_pixels`` (the
+caller's limit replaces Pillow's process-wide decompression-bomb limit); a JPEG over it can be
+decoded at 1/2, 1/4 or 1/8 of its size instead (``reduce=True``: the decoder's own scaling,
+so the full-size picture never exists in memory). Arrays returned are writable. Every failure
+is an ``ImageError`` whose message names the file.
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ import logging
 import os
 import secrets
 import struct
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +48,7 @@ DEFAULT_MAX_PIXELS = 80_000_000
 WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 # What Pillow raises for a bad file besides OSError (a plugin's parse errors, bad EXIF).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError)
+_PILLOW_LIMIT = threading.Lock()
 
 
 def _check_readable(path: Path) -> None:
@@ -54,36 +60,54 @@ def _check_readable(path: Path) -> None:
         raise ImageError(f"{path}: empty file (0 bytes)")
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read any still image (first frame if animated) -> ``(H, W, 3) uint8 RGB``, contiguous.
+@contextmanager
+def _own_limit():
+    """Open with Pillow's process-wide pixel limit lifted: ``read_image`` applies its caller's
+    ``max_pixels`` instead (a lock, as the limit is a module global)."""
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               reduce: bool = False) -> np.ndarray:
+    """Read any still image (first frame if animated) -> ``(H, W, 3) uint8 RGB``, contiguous
+    and writable.
 
     EXIF orientation is applied, so H and W are the displayed size. Images whose header
-    declares more than ``max_pixels`` pixels are refused before decoding; Pillow's own
-    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) also applies and is reported the
-    same way. Raises ``ImageError`` naming the file for a missing file, a directory, an
-    empty, non-image, truncated or oversized file.
+    declares more than ``max_pixels`` pixels are refused before decoding, unless ``reduce``
+    and the format decodes at a reduced scale (JPEG: 1/2, 1/4, 1/8): then they are decoded
+    at the largest of those that fits ``max_pixels`` (the result is that much smaller).
+    Raises ``ImageError`` naming the file for a missing file, a directory, an empty,
+    non-image, truncated or oversized file.
     """
     path = Path(path)
     _check_readable(path)
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (rather than raises) between 1x and 2x its limit: refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w <= 0 or h <= 0 or w * h > max_pixels:
-                    raise ImageError(
-                        f"{path}: header declares {w}x{h} = {w * h:,} pixels, more than the "
-                        f"limit of {max_pixels:,} (max_pixels); refusing to decode it"
-                    )
-                im.seek(0)
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return _to_rgb(im, path)
+        with _own_limit():
+            im = Image.open(path)
+        with im:
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise ImageError(f"{path}: header declares an empty picture, {w}x{h}")
+            if reduce and w * h > max_pixels and im.format == "JPEG":
+                k = next((k for k in (2, 4, 8) if -(-w // k) * -(-h // k) <= max_pixels), 8)
+                im.draft(None, (w // k, h // k))  # the decoder's DCT scaling
+            if im.size[0] * im.size[1] > max_pixels:
+                scaled = f" (still {im.size[0]}x{im.size[1]} at 1/8 scale)" if im.size != (w, h) else ""
+                raise ImageError(
+                    f"{path}: header declares {w}x{h} = {w * h:,} pixels{scaled}, more than the limit of "
+                    f"{max_pixels:,} (max_pixels, rtstyle convert --max-pixels); refusing to decode it"
+                )
+            im.seek(0)
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im, path)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({e})") from e
     except Image.UnidentifiedImageError as e:
         raise ImageError(f"{path}: not an image file Pillow can identify") from e
     except _DECODE_ERRORS as e:
@@ -156,7 +180,7 @@ def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
         raise ImageError(f"{path}: unsupported image mode {mode!r}")
     if out.dtype != np.uint8 or out.ndim != 3 or out.shape[2] != 3:
         raise ImageError(f"{path}: mode {mode!r} decoded to {out.dtype} {out.shape}, expected (H, W, 3) uint8")
-    return np.ascontiguousarray(out)
+    return np.require(out, requirements=("C", "W"))  # Pillow's arrays are read-only
 
 
 def write_image(path: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) -> None:
@@ -194,6 +218,17 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, quality: int = 95) 
         if isinstance(e, (OSError, ValueError)):
             raise ImageError(f"{path}: writing {fmt} failed ({e})") from e
         raise
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) as the file's header declares it (before EXIF orientation); nothing
+    is decoded."""
+    try:
+        with _own_limit():
+            with Image.open(path) as im:
+                return im.size
+    except _DECODE_ERRORS as e:
+        raise ImageError(f"{path}: not an image file Pillow can identify ({type(e).__name__}: {e})") from e
 
 
 def is_image_file(path: str | os.PathLike) -> bool:

@@ -5,7 +5,9 @@ dropped there, counted, never queued). The loop runs in the calling thread; the 
 captures in its own. A ``Meter`` reports fps, capture->output latency p50/p95, the output
 frame interval and drops about once a second on one updating stderr line, never per frame.
 Stops on ``frames``, the window's quit key, the source's end, or Ctrl-C; in every case the
-sinks are closed properly, so a recording is complete and playable.
+sinks are closed properly, so a recording is complete and playable. A recording of a file
+(``-i FILE``) keeps the file's timing and audio. Without a window the command prints the
+meter and one summary line; with one, also a first line with the keys.
 """
 from __future__ import annotations
 
@@ -47,22 +49,24 @@ class LiveConfig:
     styles: tuple[str, ...] = opt((DEFAULT_STYLE,), "a built-in name, an image, or a mix A,B:0.3; repeat for "
                                   f"several, switched with n/p in the window (default: {DEFAULT_STYLE})",
                                   flags=("-s", "--style"), action="append", cli_default=None, metavar="STYLE")
-    alpha: float = opt(1.0, "style strength in [0, 1]")
-    alpha_step: float = opt(0.1, "+/- key step", metavar="STEP")
+    alpha: float = opt(1.0, "style strength", range=(0.0, 1.0))
+    alpha_step: float = opt(0.1, "+/- key step", metavar="STEP", range=(0.0, 1.0))
     preserve_color: bool = opt(False, "stylize brightness only (key c toggles)")
     max_side: int | None = opt(None, "run the network with the longer side at most N pixels (default: full "
-                               "size)", type=int, metavar="N")
+                               "size)", type=int, metavar="N", range=(16, None))
     smooth: str | None = opt(None, f"temporal smoothing (default: {DEFAULT_SMOOTH}; key s toggles)",
                              choices=SMOOTH_MODES)
-    smooth_strength: float | None = opt(None, "smoothing strength in [0, 1] (default: the smoother's)",
-                                        type=float, metavar="S")
+    smooth_strength: float | None = opt(None, "smoothing strength (default: the smoother's)",
+                                        type=float, metavar="S", range=(0.0, 1.0))
     window: bool = opt(True, "show a preview window")
     vcam: bool = opt(False, "send to a virtual camera (pip install 'rtstyle[vcam]')")
     stream: str | None = opt(None, "stream H.264: udp://HOST:PORT (MPEG-TS), rtmp://HOST/APP/KEY, or "
                              "DIR/NAME.m3u8 (HLS) (default: none)", metavar="URL")
-    record: Path | None = opt(None, "record to FILE (fragmented MP4) (default: none)", type=Path, metavar="FILE")
+    record: Path | None = opt(None, "record to FILE (fragmented MP4; a file input's timing and audio are "
+                              "kept) (default: none)", type=Path, metavar="FILE")
     overwrite: bool = opt(False, "replace an existing --record file", flags=("-y", "--overwrite"))
-    frames: int | None = opt(None, "stop after N output frames (default: until stopped)", type=int, metavar="N")
+    frames: int | None = opt(None, "stop after N output frames (default: until stopped)", type=int, metavar="N",
+                             range=(1, None))
     snapshot_dir: Path = opt(Path("."), "where the space key saves PNGs", type=Path, metavar="DIR")
     meter: bool = opt(True, "print an fps/latency line about once a second")
 
@@ -229,25 +233,27 @@ def register_cli(sub) -> None:
     p.set_defaults(func=run)
 
 
+# --record needs at least this much free space to start (a full disk later stops it cleanly)
+RECORD_ROOM = 64 * 2**20
+
+
 def config_from_args(args: argparse.Namespace) -> LiveConfig:
-    """Build and check the LiveConfig (bad values raise ValueError naming the option)."""
+    """Build and check the LiveConfig (bad values raise ValueError or UserError naming the
+    option; a --record folder that takes no file or has no room, MediaError)."""
     cfg = options.config_from_args(LiveConfig, args, styles=tuple(args.styles or LiveConfig.styles))
     from realtime.styles import parse_style_arg
 
     for entry in cfg.styles:
         parse_style_arg(entry)
     _size(cfg.size)
-    if not 0.0 <= cfg.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {cfg.alpha}")
-    if cfg.frames is not None and cfg.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {cfg.frames}")
     if not cfg.snapshot_dir.is_dir():
         raise ValueError(f"--snapshot-dir {cfg.snapshot_dir}: not a directory")
     if cfg.record is not None:
         if cfg.record.exists() and not cfg.overwrite:
             raise ValueError(f"--record {cfg.record}: already exists (pass --overwrite to replace it)")
-        if not cfg.record.parent.is_dir():
-            raise ValueError(f"--record {cfg.record}: the directory {cfg.record.parent} does not exist")
+        from realtime.outputs import check_output
+
+        check_output(cfg.record, need_bytes=RECORD_ROOM)
     return cfg
 
 
@@ -266,24 +272,30 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(stack.enter_context(WindowSink()))
         source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
         stack.callback(source.close)
+        options.check_frame_size(source.name, source.width, source.height, cfg.max_side)
         stylizer = options.open_stylizer(args)
+        threads = stack.enter_context(options.threads_applied(
+            options.thread_budget(options.usable_cores(), stylizer.device.type)))
         smoother = make_smoother(cfg)
         controls = Controls(encode_styles(stylizer, cfg.styles), smoother, alpha=cfg.alpha,
                             preserve_color=cfg.preserve_color, alpha_step=cfg.alpha_step,
                             snapshot_dir=cfg.snapshot_dir)
         size = (source.width, source.height, source.fps)
-        log.info("warming up the stylizer at %dx%d", source.width, source.height)
+        log.debug("warming up the stylizer at %dx%d", source.width, source.height)
         stylizer.warm_up(source.height, source.width, cfg.max_side)
         if cfg.record is not None:
-            sinks.append(stack.enter_context(RecordSink(cfg.record, *size)))
+            timing = {"time_base": source.time_base, "audio_from": spec.target} if spec.kind == "file" else {}
+            sinks.append(stack.enter_context(RecordSink(cfg.record, *size, threads=threads.encode, **timing)))
         if cfg.stream is not None:
             sinks.append(stack.enter_context(StreamSink(cfg.stream, *size)))
         if cfg.vcam:
             sinks.append(stack.enter_context(VirtualCameraSink(*size)))
-        outputs = ", ".join(s.name for s in sinks) or "nowhere (add --record, --stream, --vcam or a window)"
-        print(f"rtstyle: live: {source.name} {source.width}x{source.height} -> {outputs}; "
-              f"{controls.status()}" + (f"; keys: {KEYS_HELP}" if cfg.window else "")
-              + "; Ctrl-C stops", file=sys.stderr)
+        if cfg.window:  # the keys; without a window the meter and the summary are all there is
+            outputs = ", ".join(s.name for s in sinks)
+            print(f"rtstyle: live: {source.name} {source.width}x{source.height} -> {outputs}; "
+                  f"{controls.status()}; keys: {KEYS_HELP}; Ctrl-C stops", file=sys.stderr)
+        elif len(sinks) == 0:
+            log.warning("live: no output (add --record, --stream, --vcam or a window)")
         stack.enter_context(source)
         with CtrlC("stopping after this frame; Ctrl-C again to abort") as ctrl_c:
             stats = run_live(cfg, stylizer, source, sinks, controls=controls, stop=ctrl_c.stop)

@@ -142,25 +142,32 @@ class ThreadCPU:
 
 
 class Meter:
-    """Capture->output latency and output intervals over the last ``window_s`` seconds; a
-    line to ``stream`` at most every ``interval_s`` (``\\r``-updated on a terminal)."""
+    """Capture->output latency and output intervals over the last ``window_s`` seconds (and
+    always the last two outputs, so a pipeline slower than one frame per ``window_s`` reads
+    e.g. "0.3 fps", not "waiting"); a line to ``stream`` at most every ``interval_s``
+    (``\\r``-updated on a terminal). Off a terminal, a stall is reported once, not every second."""
 
     def __init__(self, stream=None, *, interval_s: float = 1.0, window_s: float = 2.0, enabled: bool = True):
         self.stream = stream if stream is not None else sys.stderr
         self.interval_s, self.window_s, self.enabled = interval_s, window_s, enabled
         self._outputs: deque[tuple[float, float]] = deque()  # (output time, latency)
         self._last_print: float | None = None
+        self._stall_said = False
         self.lines = 0
 
     def record(self, captured_at: float, output_at: float) -> None:
         self._outputs.append((output_at, output_at - captured_at))
+        self._stall_said = False
 
     def text(self, now: float, dropped: int, captured: int) -> str:
-        """The meter line for the outputs of the last ``window_s`` seconds before ``now``."""
-        while self._outputs and self._outputs[0][0] < now - self.window_s:
+        """The meter line for the outputs of the last ``window_s`` seconds before ``now`` (at
+        least the last two)."""
+        while len(self._outputs) > 2 and self._outputs[0][0] < now - self.window_s:
             self._outputs.popleft()
-        if len(self._outputs) < 2:
+        if not self._outputs or now - self._outputs[-1][0] > max(self.window_s, self._gap()):
             return f"  0.0 fps (waiting for frames) | dropped {dropped} of {captured}"
+        if len(self._outputs) < 2:
+            return f"  1 frame | latency {self._outputs[0][1] * 1e3:4.0f} ms | dropped {dropped} of {captured}"
         times = np.array([t for t, _ in self._outputs])
         lat = np.array([latency for _, latency in self._outputs]) * 1e3
         gaps = np.diff(times) * 1e3
@@ -168,6 +175,11 @@ class Meter:
         return (f"{fps:5.1f} fps | latency p50 {np.percentile(lat, 50):4.0f} ms p95 "
                 f"{np.percentile(lat, 95):4.0f} ms | interval p50 {np.percentile(gaps, 50):4.0f} ms "
                 f"p95 {np.percentile(gaps, 95):4.0f} ms | dropped {dropped} of {captured}")
+
+    def _gap(self) -> float:
+        """The longest interval between the kept outputs (how long a wait is still normal)."""
+        times = [t for t, _ in self._outputs]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
     def tick(self, now: float, dropped: int, captured: int) -> bool:
         """Print the line if ``interval_s`` passed since the last one; True if printed."""
@@ -178,9 +190,13 @@ class Meter:
             return False
         if now - self._last_print < self.interval_s:
             return False
-        self._last_print = now
         tty = getattr(self.stream, "isatty", lambda: False)()
         line = self.text(now, dropped, captured)
+        stalled = "waiting" in line
+        if stalled and self._stall_said and not tty:
+            return False
+        self._stall_said = stalled
+        self._last_print = now
         self.stream.write(f"\r{line}\x1b[K" if tty else line + "\n")
         self.stream.flush()
         self.lines += 1

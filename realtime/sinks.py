@@ -3,7 +3,8 @@
 Each takes ``write(rgb, frame)`` with rgb (H, W, 3) uint8 RGB (resized to the sink's size if
 a source changed size after a reconnect) and ``frame`` the ``realtime.frames.Frame`` it came
 from (its ``captured_at`` gives the timestamps: live input has no pts of its own, so the
-stream and the recording are variable frame rate in milliseconds since the first frame).
+stream and the recording are variable frame rate in milliseconds since the first frame; a
+recording of a file keeps the file's own timing and audio).
 ``close()`` finishes the output; ``poll()`` returns a key action (the window only).
 PyAV and pyvirtualcam are imported when such a sink is opened, never at import:
 importing av before OpenCV's GUI can freeze ``cv2.imshow`` (both wheels bundle their own FFmpeg
@@ -228,19 +229,25 @@ class StreamSink(Sink):
 
 
 class RecordSink(Sink):
-    """A recording: ``VideoFileSink(fragmented=True)`` in ms (VFR), pts from capture time.
+    """A recording: ``VideoFileSink(fragmented=True, low_delay=True)``.
 
-    While recording, the file is a hidden ``.NAME.partial-PID.mp4`` beside ``path``; close()
-    renames it to ``path``. Being fragmented MP4, that partial file stays playable if the
-    process is killed (up to the last keyframe, at most ~2 s back). No frames: no file."""
+    Timing: live input in ms (VFR) from capture time, the first frame at 0; a file's frames
+    (``time_base`` given: the file's) at their own pts, with the file's audio (``audio_from``)
+    copied up to the last frame recorded. While recording, the file is ``NAME.partial-PID.mp4``
+    beside ``path``; close() renames it to ``path``. Being fragmented MP4 with a keyframe every
+    2 s of capture time and no encoder delay, that partial file stays playable if the process
+    is killed, up to at most ~2 s before the end, whatever the frame rate. No frames: no file."""
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float | None):
+    def __init__(self, path: str | Path, width: int, height: int, fps: float | None, *,
+                 time_base: Fraction | None = None, audio_from: str | Path | None = None, threads: int = 0):
         from realtime.video import VideoFileSink
 
         self.path, self.width, self.height, self.name = Path(path), width, height, f"recording {path}"
         rate = Fraction(fps).limit_denominator(1001) if fps else None
-        self._sink = VideoFileSink(self.path, width=width, height=height, time_base=MILLIS, rate=rate,
-                                   crf=20, preset="veryfast", fragmented=True)
+        self._file_timing = time_base is not None
+        self._sink = VideoFileSink(self.path, width=width, height=height, time_base=time_base or MILLIS,
+                                   rate=rate, audio_from=audio_from, crf=20, preset="veryfast",
+                                   fragmented=True, low_delay=True, threads=threads)
         self._clock = _Clock()
 
     @property
@@ -248,11 +255,15 @@ class RecordSink(Sink):
         return self._sink.frames_written
 
     def write(self, rgb: np.ndarray, frame) -> None:
-        self._sink.write(fit(rgb, self.width, self.height), self._clock.pts(frame.captured_at))
+        rgb = fit(rgb, self.width, self.height)
+        if self._file_timing and frame.pts is not None:
+            self._sink.write(rgb, frame.pts, frame.time_base)
+        else:
+            self._sink.write(rgb, self._clock.pts(frame.captured_at))
 
     def close(self) -> None:
         if self._sink.frames_written == 0:
             self._sink.abort()
             log.warning("%s: no frames, no file", self.path)
         else:
-            self._sink.close()
+            self._sink.close(trim_audio=True)

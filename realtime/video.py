@@ -5,15 +5,18 @@ already turned upright; its timing is the decoded pts in its stream's time_base,
 through unchanged (never invented). The sink copies the audio of a file packet for packet
 and only ever leaves a complete file under the final name.
 
-Why one file (~400 lines): both ends share the container and timing contract (time bases,
+Why one file (~450 lines): both ends share the container and timing contract (time bases,
 rotation, VFR, audio stream templates) and the encoder checks; split, each half would need
 the other's private helpers.
 """
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
+import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from fractions import Fraction
@@ -25,8 +28,16 @@ import numpy as np
 
 from realtime import MediaError, SinkError, UserError  # noqa: F401  (re-exported)
 from realtime.frames import Frame
+from realtime.outputs import partial_name
+
+log = logging.getLogger(__name__)
+
 THREAD_TYPES = ("NONE", "SLICE", "FRAME", "AUTO")
-FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# A fragment per keyframe; delay_moov writes the header with the first fragment, so that it can
+# hold the edit list that keeps the first frame at its own time (B-frames delay decoding).
+FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
+FRAGMENTED_SUFFIXES = (".mp4", ".mov")
+KEYFRAME_EVERY_S = 2  # fragmented output: the most a killed writer loses (plus the encoder's delay)
 # Tags that describe the old file, not the content; the muxer writes its own.
 _FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _END = object()
@@ -59,7 +70,8 @@ class VideoFileSource:
     first frame (to learn the rotation and upright size), so a file with no decodable video
     frame is refused by the constructor. Corrupt or truncated data raises MediaError naming
     the file and the frames decoded so far; with `tolerate_errors=True` the bad packet or
-    frame is skipped and counted in `errors`.
+    frame is skipped and counted in `errors`. `threads`: FFmpeg decoder threads (0: its own
+    choice, about one per core).
 
     Attributes: path; width, height (after rotation); rotation (counter-clockwise degrees in
     [0, 360), `VideoFrame.rotation`'s convention: a phone held upright records 270);
@@ -69,7 +81,7 @@ class VideoFileSource:
     """
 
     def __init__(self, path: str | os.PathLike, *, tolerate_errors: bool = False,
-                 thread_type: str = "AUTO", queue_size: int = 8):
+                 thread_type: str = "AUTO", threads: int = 0, queue_size: int = 8):
         self.path = Path(path)
         if thread_type not in THREAD_TYPES:
             raise ValueError(f"thread_type must be one of {THREAD_TYPES}, got {thread_type!r}")
@@ -86,18 +98,19 @@ class VideoFileSource:
         except av.FFmpegError as e:
             raise MediaError(f"{self.path}: not a readable media file ({_reason(e)})") from e
         try:
-            self._open_video(thread_type)
+            self._open_video(thread_type, threads)
         except BaseException:
             self._container.close()
             raise
 
-    def _open_video(self, thread_type: str) -> None:
+    def _open_video(self, thread_type: str, threads: int) -> None:
         container = self._container
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise MediaError(f"{self.path}: no video stream (streams: {', '.join(kinds)})")
         stream = self._stream = container.streams.video[0]
         stream.thread_type = thread_type
+        stream.codec_context.thread_count = threads
         self.time_base: Fraction = stream.time_base
         self.average_rate: Fraction | None = stream.average_rate or None
         self.frame_count: int | None = stream.frames or None
@@ -147,7 +160,8 @@ class VideoFileSource:
         if not self.tolerate_errors:
             cause = error if isinstance(error, BaseException) else None
             raise MediaError(f"{self.path}: corrupt or truncated video data after "
-                             f"{self._decoded_count} decoded frames ({_reason(error)})") from cause
+                             f"{self._decoded_count} decoded frames ({_reason(error)}); "
+                             "--tolerate-errors skips the damaged parts and keeps the rest") from cause
         self.errors += 1
 
     def __iter__(self) -> Iterator[Frame]:
@@ -205,39 +219,87 @@ class VideoFileSource:
         self.close()
 
 
-def check_encoder(codec: str) -> None:
-    """Open ``codec`` on a tiny frame, so an encoder that cannot run here (NVENC without an
-    NVIDIA encoder, a name this FFmpeg build lacks) fails before any work, with the fix."""
+@contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """Collect what C libraries write to file descriptor 2 while inside (x265 and SVT-AV1
+    print banners there, x264 its errors) into the yielded list, one entry per line."""
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines += [ln for ln in sink.read().decode(errors="replace").splitlines() if ln.strip()]
+
+
+def encoder_options(codec: str, crf: int, preset: str, *, low_delay: bool = False) -> dict[str, str]:
+    """The encoder's options: crf/preset for libx264/libx265 (``low_delay``: no look-ahead or
+    B-frames, each frame leaves the encoder at once), NVENC's cq, none for the others."""
+    if codec in ("libx264", "libx265"):
+        options = {"crf": str(crf), "preset": preset}
+        if low_delay:
+            options["tune"] = "zerolatency"
+        if codec == "libx265":
+            options["x265-params"] = "log-level=error"  # else a 20-line banner on stderr
+        return options
+    if codec.endswith("_nvenc"):  # constant quality; NVENC has its own preset names
+        return {"rc": "vbr", "cq": str(crf)}
+    return {}
+
+
+def check_encoder(codec: str, crf: int = 18, preset: str = "medium") -> None:
+    """Open ``codec`` with these settings on a tiny frame, so an encoder that cannot run here
+    (NVENC without an NVIDIA encoder, a name this FFmpeg build lacks) or a bad setting (an
+    unknown preset) fails before any work, with the fix. The library's own output is captured
+    (and quoted when it explains the failure), not printed."""
     if codec not in av.codecs_available:
         raise MediaError(f"video encoder {codec!r} is not in this PyAV build; `rtstyle doctor` lists those that work")
     ctx = av.CodecContext.create(codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 25)
-    try:
-        ctx.open()
-    except (av.FFmpegError, OSError) as e:
-        raise MediaError(
-            f"video encoder {codec!r} cannot run on this machine ({e}); "
-            "use --codec libx264, or see `rtstyle doctor`"
-        ) from e
+    ctx.options = encoder_options(codec, crf, preset)
+    with _stderr_captured() as said:
+        try:
+            ctx.open()
+            error = None
+        except (av.FFmpegError, OSError) as e:
+            error = e
+        finally:
+            del ctx  # x265 prints its summary when closed: capture that too
+    if error is None:
+        return
+    said = [ln for ln in said if "error" in ln.lower()] or said
+    if said:  # the library said why (x264: "invalid preset 'x'")
+        raise MediaError(f"video encoder {codec!r} does not open with --crf {crf} --preset {preset}: "
+                         f"{'; '.join(said)}") from error
+    raise MediaError(f"video encoder {codec!r} cannot run on this machine ({error}); "
+                     "use --codec libx264, or see `rtstyle doctor`") from error
 
 
 class VideoFileSink:
     """Encode (H, W, 3) uint8 RGB frames into a video file, optionally with another file's audio.
 
-    Writes to a hidden temporary file beside `path` (same suffix, so the format is guessed
-    right) and renames it to `path` in `close()`; `abort()` (or an exception inside `with`)
-    removes it. Odd sizes are padded to even by repeating the last row/column. Each frame's
-    pts is kept (converted to `time_base`), so variable frame rate survives. Audio from
-    `audio_from` is copied packet for packet (no re-encode), interleaved as video is written.
-    `crf`/`preset` apply to libx264/libx265; `crf` is NVENC's `cq`. `fragmented=True` (mp4/mov) writes a file that
-    stays readable if the process dies mid-write: a fragment goes to disk at each keyframe,
-    and keyframes are forced at least every 2 s (when `rate` is known).
+    Writes to ``partial_name(path)`` (``STEM.partial-PID.SUFFIX`` beside it) and renames it
+    to `path` in `close()`; `abort()` (or an exception inside `with`) removes it. Odd sizes
+    are padded to even by repeating the last row/column. Each frame's pts is kept (converted
+    to `time_base`), so variable frame rate survives. Audio from `audio_from` is copied packet
+    for packet with its stream's tags (language), interleaved as video is written.
+    `crf`/`preset` apply to libx264/libx265; `crf` is NVENC's `cq`; `threads`: the encoder's
+    threads (0: its own choice). `fragmented=True` (mp4/mov) writes a file that stays
+    playable if the process dies mid-write: a fragment goes to disk at each keyframe, and a
+    keyframe is forced every `KEYFRAME_EVERY_S` seconds of the frames' own time (wall time
+    for live input). `low_delay`: no encoder look-ahead, so a killed writer loses no more.
     """
 
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, time_base: Fraction,
                  rate: Fraction | None, audio_from: str | os.PathLike | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "medium",
-                 metadata: dict | None = None, fragmented: bool = False):
+                 metadata: dict | None = None, fragmented: bool = False, low_delay: bool = False,
+                 threads: int = 0):
         self.path = Path(path)
         if width < 1 or height < 1 or time_base <= 0:
             raise ValueError(f"{self.path}: bad size {width}x{height} or time_base {time_base}")
@@ -246,30 +308,24 @@ class VideoFileSink:
         self.rate = Fraction(rate) if rate else None
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.has_audio = False
-        name, pid, suffix = self.path.name, os.getpid(), self.path.suffix
-        self._tmp = self.path.with_name(f".{name}.partial-{pid}{suffix}")  # suffix: same format
+        self._tmp = partial_name(self.path)
         self._frames_written = 0
         self._last_pts: int | None = None
+        self._next_key_s: Fraction | None = None
         self._state = "open"
-        self.fragmented = fragmented
+        self.fragmented = fragmented and self.path.suffix.lower() in FRAGMENTED_SUFFIXES
         self._out = self._audio_in = self._audio_packets = self._pending = None
         with self._guard("opening"):
             # Without flush_packets the mp4 muxer keeps finished fragments in memory.
-            options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"} if fragmented else {}
+            options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"} if self.fragmented else {}
             self._out = av.open(str(self._tmp), "w", options=options)
             self._out.metadata.update({k: str(v) for k, v in (metadata or {}).items()
                                        if k not in _FILE_TAGS})
-            if codec in ("libx264", "libx265"):
-                encoder = {"crf": str(crf), "preset": preset}
-            elif codec.endswith("_nvenc"):  # constant quality; NVENC has its own preset names
-                encoder = {"rc": "vbr", "cq": str(crf)}
-            else:
-                encoder = {}
-            if fragmented and self.rate:  # a fragment per keyframe: one every 2 s at most
-                encoder["g"] = str(max(1, round(2 * self.rate)))
+            encoder = encoder_options(codec, crf, preset, low_delay=low_delay)
             self._video = self._out.add_stream(codec, rate=self.rate, options=encoder)
             self._video.width, self._video.height = width + width % 2, height + height % 2
             self._video.pix_fmt = "yuv420p"
+            self._video.codec_context.thread_count = threads
             self._video.time_base = self._video.codec_context.time_base = self.time_base
             if self.audio_from is not None:
                 self._open_audio(self.audio_from)
@@ -283,6 +339,7 @@ class VideoFileSink:
             return
         template = self._audio_in.streams.audio[0]
         self._audio = self._out.add_stream_from_template(template)
+        self._audio.metadata.update(template.metadata)  # the language tag, else "und"
         self._audio_packets = self._audio_in.demux(template)
         self.has_audio = True
 
@@ -323,6 +380,10 @@ class VideoFileSink:
         out_pts = self._stream_pts(pts, time_base)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(_pad_even(pixels)), format="rgb24")
         frame.pts, frame.time_base = out_pts, self.time_base
+        seconds = out_pts * self.time_base
+        if self.fragmented and (self._next_key_s is None or seconds >= self._next_key_s):
+            frame.pict_type = av.video.frame.PictureType.I  # a keyframe: a fragment ends here
+            self._next_key_s = seconds + KEYFRAME_EVERY_S
         with self._guard("encoding video"):
             self._out.mux(self._video.encode(frame))
             self._frames_written += 1
@@ -401,7 +462,10 @@ class VideoFileSink:
             except (OSError, av.FFmpegError):
                 pass  # the file is being thrown away; the error that led here is what matters
         self._audio_in = self._audio_packets = self._pending = None
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._tmp.unlink(missing_ok=True)
+        except OSError as e:  # e.g. a read-only folder: the error that led here is what matters
+            log.debug("%s: could not remove %s (%s)", self.path, self._tmp, _reason(e))
 
     def __enter__(self) -> VideoFileSink:
         return self

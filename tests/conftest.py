@@ -13,15 +13,55 @@ from realtime.weights import CAFFE, save_decoder
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.manual_seed(0)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout (RTSTYLE_SHARED_DATA: elsewhere). Tests that need it skip
+# without it, unless RTSTYLE_REQUIRE_SHARED_DATA=1 (CI sets it): then they fail.
+SHARED_DATA = Path(os.environ.get("RTSTYLE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+REQUIRE_SHARED_DATA = os.environ.get("RTSTYLE_REQUIRE_SHARED_DATA") == "1"
 TINY = Widths.scaled(16)  # 4, 8, 16, 32 channels
+
+
+def missing_shared_data(what: str) -> None:
+    """Skip the calling test because ``what`` is not in the shared data, or fail it where the
+    shared data is required."""
+    message = f"{what} not found (RTSTYLE_SHARED_DATA, default ../shared/data)"
+    if REQUIRE_SHARED_DATA:
+        pytest.fail(f"{message}; RTSTYLE_REQUIRE_SHARED_DATA=1 makes that a failure", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
+        missing_shared_data(f"shared data folder {SHARED_DATA}")
     return SHARED_DATA
+
+
+def _can_create_in(folder: Path) -> bool:
+    probe = folder / f".probe-{os.getpid()}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """A folder in which no file can be created: a chmod 555 one, or where that does not stop
+    this user (root ignores modes) /sys, which refuses new files even to root."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if not _can_create_in(folder):
+            yield folder
+        elif Path("/sys").is_dir() and not _can_create_in(Path("/sys")):
+            yield Path("/sys")
+        else:
+            pytest.skip("no folder here refuses new files to this user")
+    finally:
+        folder.chmod(0o755)
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def make_clip(
     color: tuple[int, int, int] | None = None,
     codec: str = "libx264",
     metadata: dict[str, str] | None = None,
+    audio_language: str | None = None,
 ) -> Path:
     """Write a clip of `frames` frames (`gradient`, or solid RGB `color`) and return its path.
 
@@ -52,7 +53,7 @@ def make_clip(
     pts = index in 1/rate. rotation: counter-clockwise degrees stored as the stream's display
     matrix, the value `VideoFrame.rotation` reads back (a phone held upright writes -90,
     which `VideoFileSource.rotation` reports as 270). audio: an AAC sine track as long as
-    the video.
+    the video, tagged with `audio_language` (e.g. "eng") when given.
     """
     path = Path(path)
     if vfr_pts is not None:
@@ -68,6 +69,8 @@ def make_clip(
         if rotation:
             video.set_display_rotation(rotation)
         sound = _add_audio(out) if audio else None
+        if sound is not None and audio_language:
+            sound.metadata["language"] = audio_language
         for i in range(frames):
             rgb = gradient(i, width, height) if color is None else _solid(color, width, height)
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

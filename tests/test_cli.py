@@ -78,11 +78,27 @@ def test_styles_inspect_missing_file_fails_clearly(tmp_path, capsys):
     assert "absent.jpg" in capsys.readouterr().err
 
 
-def test_doctor_reports_engines_and_encoders(capsys):
+def test_doctor_reports_engines_and_encoders(capfd):
     assert main(["doctor"]) == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()
     assert "engine eager" in out and "ok" in out
     assert "encoder libx264" in out and "vgg19 weights" in out
+    assert err == ""  # x265 and SVT-AV1 print their banners on stderr when opened: not here
+
+
+@pytest.mark.parametrize("command, words", [("styles", "describe an image used as a style"),
+                                            ("doctor", "what this machine can run")])
+def test_styles_and_doctor_help_describe_the_command(command, words, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert words in " ".join(capsys.readouterr().out.split())
+
+
+def test_ranges_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(in [0, 51]) (default: 18)" in text and "--max-pixels" in text
 
 
 def test_bench_times_backends_side_by_side(tmp_path, capsys):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import missing_shared_data
 from realtime.color import color_transfer_matrix, luminance_only, match_color
 from realtime.styles import BUILTINS, load_style_image
 
@@ -115,7 +116,7 @@ def test_match_color_on_a_real_artwork_and_photo(shared_data):
     style_path = shared_data / "styles" / "adain__la_muse.jpg"
     content_path = shared_data / "content" / "adain__sailboat.jpg"
     if not (style_path.is_file() and content_path.is_file()):
-        pytest.skip(f"{style_path.name} or {content_path.name} not in {shared_data}")
+        missing_shared_data(f"{style_path.name} or {content_path.name} in {shared_data}")
     style = load_style_image(style_path, 256)
     content = load_style_image(content_path, 256)
     out = match_color(style, content)

@@ -4,7 +4,10 @@ and that failures leave nothing behind."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from media import make_audio_only, make_clip, make_not_video, make_truncated, re
 from realtime.cli import main
 from realtime.model import Decoder, Widths
 from realtime.weights import save_decoder
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -307,3 +312,256 @@ def test_colour_preservation_modes_run_end_to_end(tmp_path, capsys, test_decoder
     pixels = np.asarray(Image.open(out)).reshape(-1, 3).astype(float)
     if mode == "luminance":  # a flat green photo keeps its hue: green dominates every pixel
         assert (pixels[:, 1] >= pixels[:, 0]).mean() > 0.95 and (pixels[:, 1] >= pixels[:, 2]).mean() > 0.95
+
+
+# ----------------------------------------------------------------------------- failure paths a new user hit
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fails the test if the stylizer is loaded: for errors that must come before any work."""
+    def refuse(args):
+        raise AssertionError("the stylizer was loaded before the error")
+
+    monkeypatch.setattr("realtime.cli.open_stylizer", refuse)
+
+
+def one_line_error(rc: int, err: str, *words: str) -> None:
+    assert rc == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rtstyle: error: ") and "Traceback" not in err, err
+    assert all(w in lines[0] for w in words), (words, err)
+
+
+def test_read_only_output_folder_is_refused_before_any_work(tmp_path, capsys, read_only_dir, no_weights):
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    before = sorted(read_only_dir.iterdir())
+    rc, err = run(capsys, src, "-o", read_only_dir / "out.mp4")
+    one_line_error(rc, err, str(read_only_dir / "out.mp4"), "cannot write in")
+    photo = _write_png(tmp_path / "p.png", (10, 20, 30))
+    rc, err = run(capsys, photo, "-o", read_only_dir / "out.png")
+    one_line_error(rc, err, "out.png", "cannot write in")
+    assert sorted(read_only_dir.iterdir()) == before
+
+
+def test_too_little_free_space_is_refused_before_any_work(tmp_path, capsys, monkeypatch, no_weights):
+    import shutil
+
+    from realtime import outputs
+
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 100))
+    rc, err = run(capsys, src, "-o", tmp_path / "out.mp4")
+    one_line_error(rc, err, "out.mp4", "free in")
+    assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+_KILLED_CONVERT = """
+import sys
+from realtime.cli import main
+from realtime.video import VideoFileSink
+
+write = VideoFileSink.write
+
+def write_then_wait(self, *args, **kwargs):
+    write(self, *args, **kwargs)
+    if self.frames_written == 120:
+        print("written", flush=True)
+        sys.stdin.read()  # until killed
+
+VideoFileSink.write = write_then_wait
+main(["convert", "--no-progress", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_conversion_leaves_a_visible_playable_partial_that_the_next_run_removes(
+        tmp_path, capsys, test_decoder_file):
+    src = make_clip(tmp_path / "in.mp4", frames=150)
+    out = tmp_path / "out.mp4"
+    args = [str(src), "-o", str(out), "--decoder", str(test_decoder_file), "--max-side", "32", "--preset", "ultrafast"]
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_CONVERT, *args], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "written"
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert not out.exists()
+    (partial,) = tmp_path.glob("out.partial-*.mp4")  # beside the output, not hidden
+    back = read_back(partial, pixels=False)
+    assert 50 <= back["frames"] <= 120  # up to the last keyframe: one every 2 s (50 frames)
+    assert back["times"] == read_back(src, pixels=False)["times"][: back["frames"]]
+    assert leftovers(tmp_path, {"in.mp4", partial.name}) == []
+    rc, err = run(capsys, *args)
+    assert rc == 0, err
+    assert read_back(out, pixels=False)["frames"] == 150
+    assert leftovers(tmp_path, {"in.mp4", "out.mp4"}) == []  # the killed run's partial is gone
+
+
+@pytest.mark.parametrize("size", [(8, 8), (64, 6), (5, 40)])
+def test_tiny_photo_is_a_clear_error(tmp_path, capsys, size, no_weights):
+    src = _write_png(tmp_path / "tiny.png", (200, 10, 10), size=size)
+    rc, err = run(capsys, src, "-o", tmp_path / "o.png")
+    assert rc == 1 and "tiny.png" in err and "too small" in err and "Traceback" not in err, err
+    assert leftovers(tmp_path, {"tiny.png"}) == []
+
+
+def test_tiny_video_and_a_max_side_that_makes_a_strip_too_thin_are_clear_errors(tmp_path, capsys, test_decoder_file):
+    src = make_clip(tmp_path / "tiny.mkv", width=64, height=8, frames=2, codec="ffv1")
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--decoder", test_decoder_file)
+    assert rc == 1 and "tiny.mkv: 64x8 pixels is too small" in err, err
+    strip = _write_png(tmp_path / "strip.png", (200, 10, 10), size=(400, 20))
+    rc, err = run(capsys, strip, "-o", tmp_path / "o.png", "--max-side", "64", "--decoder", test_decoder_file)
+    assert rc == 1 and "strip.png" in err and "--max-side 180 or more" in err, err
+    rc, err = run(capsys, strip, "-o", tmp_path / "o.png", "--max-side", "180", "--decoder", test_decoder_file)
+    assert rc == 0 and Image.open(tmp_path / "o.png").size == (400, 20), err
+    assert leftovers(tmp_path, {"tiny.mkv", "strip.png", "o.png"}) == []
+
+
+@pytest.mark.parametrize("value", ["8", "0", "-3"])
+def test_max_side_below_16_is_refused_with_its_range(tmp_path, capsys, value, no_weights):
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--max-side", value)
+    one_line_error(rc, err, f"--max-side must be >= 16, got {value}")
+
+
+@pytest.mark.parametrize("flag", [["--preserve-color"], ["--preserve-color", "transfer"],
+                                  ["--preserve-color=luminance"]])
+def test_preserve_color_before_the_input_leaves_the_input_alone(tmp_path, capsys, test_decoder_file, flag):
+    src = _write_png(tmp_path / "p.png", (10, 200, 30), size=(48, 40))
+    out = tmp_path / "o.png"
+    rc, err = run(capsys, *flag, src, "-o", out, "--decoder", test_decoder_file)
+    assert rc == 0, err
+    assert out.is_file()
+    from realtime.cli import build_parser
+
+    args = build_parser().parse_args(["convert", *flag, str(src)])
+    assert args.input == src and args.preserve_color == (flag[1] if len(flag) == 2 else "luminance")
+
+
+def test_a_photo_bigger_than_max_pixels_is_converted_smaller_or_refused(tmp_path, capsys, test_decoder_file):
+    Image.new("RGB", (800, 600), (30, 90, 200)).save(tmp_path / "big.jpg")
+    rc, err = run(capsys, tmp_path / "big.jpg", "-o", tmp_path / "o.jpg", "--max-pixels", "100000",
+                  "--decoder", test_decoder_file, "--max-side", "64")
+    assert rc == 0, err
+    assert Image.open(tmp_path / "o.jpg").size == (200, 150) and "1/4 scale" in err
+    Image.new("RGB", (800, 600), (30, 90, 200)).save(tmp_path / "big.png")
+    rc, err = run(capsys, tmp_path / "big.png", "-o", tmp_path / "o.png", "--max-pixels", "100000",
+                  "--decoder", test_decoder_file)
+    assert rc == 1 and "big.png" in err and "--max-pixels" in err, err
+    rc, err = run(capsys, tmp_path / "big.png", "-o", tmp_path / "o.png", "--max-pixels", "480000",
+                  "--decoder", test_decoder_file, "--max-side", "64")
+    assert rc == 0 and Image.open(tmp_path / "o.png").size == (800, 600), err
+
+
+def test_a_photo_over_pillows_bomb_limit_converts(tmp_path, capsys, monkeypatch, test_decoder_file):
+    # a 144 MP panorama is over twice Pillow's default limit; lowering the limit stands in for it
+    Image.new("RGB", (400, 300), (30, 90, 200)).save(tmp_path / "pano.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    rc, err = run(capsys, tmp_path / "pano.jpg", "-o", tmp_path / "o.jpg", "--decoder", test_decoder_file,
+                  "--max-side", "64")
+    monkeypatch.undo()
+    assert rc == 0 and Image.open(tmp_path / "o.jpg").size == (400, 300), err
+
+
+def test_truncated_video_suggests_tolerate_errors_which_counts_what_it_skipped(tmp_path, capsys, test_decoder_file):
+    cut = make_truncated(make_clip(tmp_path / "good.mp4", frames=20), tmp_path / "cut.mp4", keep=0.6)
+    rc, err = run(capsys, cut, "-o", tmp_path / "o.mp4", "--decoder", test_decoder_file, "--max-side", "32")
+    assert rc == 1 and "cut.mp4" in err and "--tolerate-errors" in err, err
+    rc, err = run(capsys, cut, "-o", tmp_path / "o.mp4", "--decoder", test_decoder_file, "--max-side", "32",
+                  "--tolerate-errors")
+    assert rc == 0 and re.search(r"\b[1-9]\d* damaged packets or frames skipped", err), err
+
+
+@pytest.mark.parametrize("option, words", [(["--crf", "99"], "--crf must be in [0, 51], got 99"),
+                                           (["--preset", "nope"], "invalid preset 'nope'"),
+                                           (["--alpha", "-0.5"], "--alpha must be in [0.0, 1.0]"),
+                                           (["--batch", "-2"], "--batch must be >= 0"),
+                                           (["--max-pixels", "0"], "--max-pixels must be >= 1")])
+def test_bad_encoder_settings_and_ranges_fail_before_any_work(tmp_path, capsys, option, words, no_weights):
+    src = make_clip(tmp_path / "in.mp4", frames=2)
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", *option)
+    one_line_error(rc, err, words)
+    assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+def test_photo_summary_gives_its_size_not_a_frame_rate(tmp_path, capsys, test_decoder_file):
+    src = _write_png(tmp_path / "p.png", (10, 200, 30), size=(71, 45))
+    rc, err = run(capsys, src, "-o", tmp_path / "o.png", "--decoder", test_decoder_file)
+    assert rc == 0 and "(71x45;" in err and "frame" not in err, err
+
+
+def test_audio_language_survives_conversion(tmp_path, capsys, test_decoder_file):
+    import av
+
+    src = make_clip(tmp_path / "in.mp4", frames=4, audio=True, audio_language="eng")
+    rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--decoder", test_decoder_file, "--max-side", "32")
+    assert rc == 0, err
+    with av.open(str(tmp_path / "o.mp4")) as container:
+        assert container.streams.audio[0].metadata.get("language") == "eng"
+
+
+def test_colour_transfer_on_a_photo_warns_nothing(tmp_path):
+    # torch warns once per process about read-only arrays (Pillow's): a fresh process sees it
+    src = _write_png(tmp_path / "p.png", (10, 200, 30), size=(48, 40))
+    code = ("import sys; from realtime.cli import main; sys.exit(main(['convert', '--no-progress', sys.argv[1], "
+            "'-o', sys.argv[2], '--preserve-color', 'transfer', '--max-side', '32']))")
+    done = subprocess.run([sys.executable, "-W", "error", "-c", code, str(src), str(tmp_path / "o.png")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines() == [next(iter(done.stderr.strip().splitlines()))]
+    assert done.stderr.startswith("rtstyle: wrote") and "Warning" not in done.stderr, done.stderr
+
+
+def test_convert_prints_the_progress_bar_and_one_summary_line(tmp_path, test_decoder_file):
+    src = make_clip(tmp_path / "in.mp4", frames=6)
+    done = subprocess.run([sys.executable, "-m", "realtime", "convert", str(src), "-o", str(tmp_path / "o.mp4"),
+                           "--decoder", str(test_decoder_file), "--max-side", "32"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in re.split(r"[\r\n]+", done.stderr) if ln.strip()]
+    bar = [ln for ln in lines if ln.startswith("in.mp4: ")]
+    assert len(lines) == len(bar) + 1 and lines[-1].startswith("rtstyle: wrote "), done.stderr
+    assert done.stdout == ""
+
+
+def test_threads_are_split_between_decode_compute_and_encode(tmp_path, capsys, monkeypatch, test_decoder_file):
+    from realtime import convert as convert_module
+    from realtime.options import ThreadBudget, thread_budget
+    from realtime.stylizer import Stylizer
+    from realtime.video import VideoFileSink, VideoFileSource
+
+    assert thread_budget(2, "cpu") == ThreadBudget(compute=1, decode=1, encode=1)
+    assert thread_budget(16, "cpu") == ThreadBudget(compute=12, decode=4, encode=4)
+    assert thread_budget(16, "cuda") == ThreadBudget(compute=4, decode=4, encode=8)
+    assert thread_budget(1, "cpu") == ThreadBudget(compute=1, decode=1, encode=1)
+    seen = {}
+    monkeypatch.setattr(convert_module, "usable_cores", lambda: 8)  # budget: compute 6, codecs 2
+    original_call, original_source, original_sink = Stylizer.__call__, VideoFileSource.__init__, VideoFileSink.__init__
+
+    def call(self, *args, **kwargs):
+        seen["compute"] = torch.get_num_threads()
+        return original_call(self, *args, **kwargs)
+
+    def source(self, *args, threads=0, **kwargs):
+        seen["decode"] = threads
+        original_source(self, *args, threads=threads, **kwargs)
+
+    def sink(self, *args, threads=0, **kwargs):
+        seen["encode"] = threads
+        original_sink(self, *args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(Stylizer, "__call__", call)
+    monkeypatch.setattr(VideoFileSource, "__init__", source)
+    monkeypatch.setattr(VideoFileSink, "__init__", sink)
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)  # as on an 8-core machine (the budget never raises the count)
+    try:
+        src = make_clip(tmp_path / "in.mp4", frames=2)
+        rc, err = run(capsys, src, "-o", tmp_path / "o.mp4", "--decoder", test_decoder_file, "--max-side", "32")
+        assert rc == 0, err
+        assert seen == {"compute": 6, "decode": 2, "encode": 2}
+        assert torch.get_num_threads() == 8  # restored
+    finally:
+        torch.set_num_threads(before)

@@ -140,9 +140,9 @@ def _png_with_declared_size(path: Path, width: int, height: int) -> None:
 
 
 @pytest.mark.parametrize("w,h,max_pixels,why", [
-    (100_000, 100_000, 80_000_000, "decompression bomb"),  # past Pillow's hard limit
-    (10_000, 10_000, 10**9, "decompression bomb"),  # Pillow's warning band: refused, not warned
-    (9_000, 9_000, 80_000_000, "9000x9000 = 81,000,000 pixels"),  # our own header check
+    (100_000, 100_000, 80_000_000, "100000x100000 = 10,000,000,000 pixels"),  # past Pillow's hard limit
+    (10_000, 10_000, 80_000_000, "10000x10000 = 100,000,000 pixels"),  # Pillow's warning band
+    (9_000, 9_000, 80_000_000, "9000x9000 = 81,000,000 pixels"),  # under Pillow's limit
 ])
 def test_decompression_bomb_refused_quickly(tmp_path, w, h, max_pixels, why):
     path = tmp_path / "bomb.png"
@@ -160,6 +160,34 @@ def test_max_pixels_is_checked_from_the_header(tmp_path):
     with pytest.raises(ImageError, match=r"big\.png.*100x80.*max_pixels"):
         read_image(tmp_path / "big.png", max_pixels=5000)
     assert read_image(tmp_path / "big.png", max_pixels=8000).shape == (80, 100, 3)
+
+
+def test_max_pixels_replaces_pillows_limit(tmp_path, monkeypatch):
+    # Pillow refuses 2x its MAX_IMAGE_PIXELS outright (a 144 MP panorama by default); here a
+    # small picture stands in for the panorama with the limit lowered to match
+    Image.new("RGB", (400, 300), (200, 30, 30)).save(tmp_path / "pano.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    assert read_image(tmp_path / "pano.jpg").shape == (300, 400, 3)  # under our max_pixels
+    assert Image.MAX_IMAGE_PIXELS == 50_000  # Pillow's own limit is back for everyone else
+
+
+def test_a_jpeg_over_max_pixels_is_decoded_reduced(tmp_path):
+    rgb = np.zeros((600, 800, 3), np.uint8)
+    rgb[:, :400] = (250, 20, 20)
+    Image.fromarray(rgb).save(tmp_path / "big.jpg", quality=95)
+    small = read_image(tmp_path / "big.jpg", max_pixels=100_000, reduce=True)
+    assert small.shape == (150, 200, 3)  # 1/4: 1/2 would be 120,000 pixels
+    assert np.abs(small[75, 50].astype(int) - (250, 20, 20)).max() < 12  # the picture, scaled
+    with pytest.raises(ImageError, match=r"big\.jpg.*800x600.*max_pixels"):
+        read_image(tmp_path / "big.jpg", max_pixels=100_000)  # reduce only when asked
+    Image.fromarray(rgb).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match=r"big\.png.*800x600.*--max-pixels"):
+        read_image(tmp_path / "big.png", max_pixels=100_000, reduce=True)  # PNG cannot
+
+
+def test_arrays_read_are_writable(tmp_path):
+    Image.new("RGB", (20, 10), (1, 2, 3)).save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").flags.writeable  # torch.from_numpy warns otherwise
 
 
 def _truncated(tmp_path: Path, ext: str) -> Path:

@@ -31,7 +31,7 @@ from realtime.live import Controls, LiveConfig, run_live
 from realtime.measure import Meter
 from realtime.sinks import RecordSink, StreamSink, VirtualCameraSink, WindowSink, action_for_key
 from realtime.video import MediaError, SinkError
-from tests.media import make_clip
+from tests.media import make_clip, read_back
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -394,10 +394,71 @@ def test_recording_of_a_killed_process_stays_playable(tmp_path):
         proc.kill()
         proc.wait(10)
     assert not out.exists()
-    (partial,) = tmp_path.glob(".rec.mp4.partial-*.mp4")
+    (partial,) = tmp_path.glob("rec.partial-*.mp4")  # beside the recording, visible
     back = frames_of(partial)
     assert 20 <= len(back) < 80  # complete fragments up to a keyframe (every 2 s = 20 frames)
     assert [p for p, _ in back] == sorted(p for p, _ in back)
+
+
+_KILLED_SLOW = """
+import sys
+from realtime.capture import pattern_frame
+from realtime.frames import Frame
+from realtime.sinks import RecordSink
+sink = RecordSink(sys.argv[1], 64, 48, 30)  # a camera that says 30 fps, stylized at 1 fps
+for i in range(20):
+    sink.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=1000.0 + i))
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_recording_killed_at_one_frame_per_second_keeps_all_but_the_last_two_seconds(tmp_path):
+    out = tmp_path / "slow.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SLOW, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "written"
+    finally:
+        proc.kill()
+        proc.wait(10)
+    (partial,) = tmp_path.glob("slow.partial-*.mp4")
+    back = frames_of(partial)
+    assert len(back) >= 17  # keyframes every 2 s of capture time, no frames held in the encoder
+    assert [p for p, _ in back] == sorted(p for p, _ in back)
+
+
+def test_recording_starts_at_zero_whatever_the_rate(tmp_path):
+    with RecordSink(tmp_path / "slow.mp4", 64, 48, 30) as record:
+        for i in range(8):  # one frame every 3 s, the first captured at an arbitrary clock time
+            record.write(pattern_frame(i, 64, 48), Frame(None, None, None, i, captured_at=500.0 + 3.0 * i))
+    with av.open(str(tmp_path / "slow.mp4")) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+    assert times == pytest.approx([3.0 * i for i in range(8)], abs=1e-3)
+
+
+def test_meter_below_half_a_frame_per_second_shows_the_rate():
+    out = io.StringIO()
+    meter = Meter(out)
+    for i in range(6):  # a frame every 3 s
+        now = 100.0 + 3.0 * i
+        meter.record(now - 2.5, now)
+        meter.tick(now, 0, i + 1)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 and not any("waiting" in line for line in lines), lines
+    assert lines[-1].split("|")[0].strip() == "0.3 fps" and "latency p50 2500 ms" in lines[-1]
+
+
+def test_meter_reports_a_stall_once_off_a_terminal():
+    out = io.StringIO()
+    meter = Meter(out)
+    for i in range(3):
+        meter.record(10.0 + 0.1 * i - 0.05, 10.0 + 0.1 * i)
+        meter.tick(10.0 + 0.1 * i, 0, i + 1)
+    for k in range(20):  # the camera is gone: read() times out every 0.5 s
+        meter.tick(11.0 + 0.5 * k, 0, 3)
+    lines = out.getvalue().splitlines()
+    assert sum("waiting" in line for line in lines) == 1, lines
 
 
 def test_window_and_vcam_fail_clearly_without_gui_or_package(monkeypatch):
@@ -459,6 +520,47 @@ def test_rtstyle_live_synth_records(rtstyle, tmp_path, test_decoder_file, capsys
     assert len(back) == 60 and back[0][1].shape == (360, 640, 3)
     pts = [p for p, _ in back]
     assert sorted(pts) == pts and len(set(pts)) == 60
+
+
+def test_live_recording_of_a_file_keeps_its_timing_and_audio(rtstyle, tmp_path, test_decoder_file, capsys):
+    pts = [0, 40, 100, 130, 250, 260, 300, 333, 400, 410, 480, 520]  # ms, variable frame rate
+    clip = make_clip(tmp_path / "in.mp4", vfr_pts=pts, audio=True)
+    out = tmp_path / "out.mp4"
+    rc = rtstyle(["live", "-i", str(clip), "--no-window", "--no-meter", "--record", str(out),
+                  "--decoder", str(test_decoder_file), "--device", "cpu", "--max-side", "32"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "stopped: source ended" in err, err
+    a, b = read_back(clip, pixels=False), read_back(out, pixels=False)
+    assert b["times"] == a["times"]
+    assert b["audio_packets"] == a["audio_packets"] and len(a["audio_packets"]) > 5
+
+
+def test_live_record_into_a_read_only_folder_is_one_line_before_any_work(rtstyle, read_only_dir, capsys,
+                                                                           monkeypatch):
+    monkeypatch.setattr("realtime.options.open_stylizer", lambda args: pytest.fail("weights loaded"))
+    rc = rtstyle(["live", "-i", "synth:", "--no-window", "--record", str(read_only_dir / "x.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "x.mp4: cannot write in" in err[0], err
+
+
+@pytest.mark.parametrize("argv, words", [(["--max-side", "8"], "--max-side must be >= 16, got 8"),
+                                         (["--max-side", "0"], "--max-side must be >= 16, got 0"),
+                                         (["-i", "synth:8x8@30"], "8x8 pixels is too small"),
+                                         (["--smooth-strength", "2"], "--smooth-strength must be in")])
+def test_live_sizes_and_ranges_are_one_line_errors(rtstyle, capsys, monkeypatch, argv, words):
+    monkeypatch.setattr("realtime.options.open_stylizer", lambda args: pytest.fail("weights loaded"))
+    rc = rtstyle(["live", "-i", "synth:64x48@30", "--no-window", "--frames", "1", *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and words in err[0], err
+
+
+def test_live_without_a_window_prints_the_meter_and_one_summary_line(tmp_path, test_decoder_file):
+    done = subprocess.run([sys.executable, "-m", "realtime", "live", "--input", "synth:64x48@30", "--no-window",
+                           "--frames", "5", "--record", str(tmp_path / "x.mp4"), "--decoder", str(test_decoder_file),
+                           "--device", "cpu", "--max-side", "32"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and " fps | latency" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("rtstyle: live: 5 frames"), done.stderr
 
 
 @pytest.mark.skipif(Path("/dev/video0").exists(), reason="this machine has a camera at /dev/video0")

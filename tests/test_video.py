@@ -13,11 +13,12 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATA, missing_shared_data
 from realtime.video import MediaError, SinkError, VideoFileSink, VideoFileSource
 from tests.media import (gradient, make_audio_only, make_clip, make_not_video, make_truncated,
                          psnr, read_back)
 
-VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+VIDEOS = SHARED_DATA / "videos"
 MANIFEST = VIDEOS / "manifest.csv"
 
 
@@ -132,14 +133,15 @@ def test_bigbuckbunny_audio_and_timing_survive(tmp_path):
 
 def _manifest_rows() -> list:
     if not MANIFEST.is_file():
-        missing = pytest.mark.skip(reason=f"no clip manifest at {MANIFEST}")
-        return [pytest.param(None, marks=missing)]
+        return [pytest.param(None, id="no-manifest")]
     with MANIFEST.open(newline="") as f:
         return [pytest.param(row, id=row["file"]) for row in csv.DictReader(f)]
 
 
 @pytest.mark.parametrize("row", _manifest_rows())
 def test_shared_clips_open_and_agree_with_manifest(row):
+    if row is None:
+        missing_shared_data(f"clip manifest {MANIFEST}")
     with VideoFileSource(VIDEOS / row["file"], queue_size=2) as source:
         assert (source.width, source.height) == (int(row["width"]), int(row["height"]))
         assert source.frame_count == pytest.approx(int(row["frames"]), rel=0.02)
@@ -252,7 +254,7 @@ def test_fragmented_output_of_a_killed_writer_still_decodes(tmp_path):
                          rate=25, audio_from=src, preset="ultrafast", fragmented=True)
     for i in range(120):
         sink.write(gradient(i, 64, 48), i)
-    (partial,) = tmp_path.glob(".out.mp4.partial-*.mp4")
+    (partial,) = tmp_path.glob("out.partial-*.mp4")  # beside the output, visible
     killed = shutil.copy(partial, tmp_path / "killed.mp4")  # what a SIGKILL would leave
     sink.abort()
     back = read_back(killed, pixels=False)
@@ -261,3 +263,64 @@ def test_fragmented_output_of_a_killed_writer_still_decodes(tmp_path):
     assert 0 < len(back["audio_packets"]) < len(source_audio)
     assert back["audio_packets"] == source_audio[: len(back["audio_packets"])]
     assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_fragmented_output_keeps_the_first_frame_at_its_time(tmp_path):
+    # B-frames delay decoding; without an edit list the whole video would start that much late
+    src = make_clip(tmp_path / "in.mp4", frames=30, audio=True)
+    out = transcode(src, tmp_path / "out.mp4", preset="medium", fragmented=True)
+    a, b = read_back(src, pixels=False), read_back(out, pixels=False)
+    assert b["times"] == a["times"] and b["audio_packets"] == a["audio_packets"]
+
+
+def test_audio_language_tag_is_kept(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=5, audio=True, audio_language="fra")
+    out = transcode(src, tmp_path / "out.mp4", preset="ultrafast")
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].metadata.get("language") == "fra"
+
+
+def test_sink_in_a_read_only_folder_raises_sink_error_naming_the_path(read_only_dir, monkeypatch):
+    # a read-only file system refuses even the clean-up: that must not hide the first error
+    def refuse(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(SinkError, match=r"out\.mp4: .*\(while") as caught:
+        sink = VideoFileSink(read_only_dir / "out.mp4", width=64, height=48, time_base=Fraction(1, 25), rate=25)
+        for i in range(3):  # PyAV creates the file with the first packet, x264 delays that
+            sink.write(gradient(i, 64, 48), i)
+        sink.close()
+    assert isinstance(caught.value.__cause__, (OSError, av.FFmpegError))
+
+
+def test_check_output_refuses_a_read_only_folder_and_a_full_disk(tmp_path, read_only_dir, monkeypatch):
+    from realtime import outputs
+
+    with pytest.raises(MediaError, match=r"out\.mp4: cannot write in"):
+        outputs.check_output(read_only_dir / "out.mp4")
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 9, 2**20))
+    with pytest.raises(MediaError, match=r"only 1 MiB free"):
+        outputs.check_output(tmp_path / "out.mp4", need_bytes=2**30)
+    assert leftovers(tmp_path) == []  # the writability probe is gone
+
+
+def test_check_encoder_refuses_a_bad_preset_quietly(capfd):
+    from realtime.video import check_encoder
+
+    with pytest.raises(MediaError, match="invalid preset 'nope'"):
+        check_encoder("libx264", 18, "nope")
+    check_encoder("libx265")  # x265 prints a 20-line banner when opened
+    assert capfd.readouterr().err == ""
+
+
+def test_decoder_and_encoder_threads_are_set(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=3)
+    with VideoFileSource(src, threads=1) as source:
+        assert source._stream.codec_context.thread_count == 1
+        sink = VideoFileSink(tmp_path / "out.mp4", width=64, height=48, time_base=source.time_base,
+                             rate=source.average_rate, threads=1, preset="ultrafast")
+        for frame in source:
+            sink.write(frame.pixels, frame.pts, frame.time_base)
+        assert sink._video.codec_context.thread_count == 1
+        sink.close()
