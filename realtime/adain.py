@@ -23,6 +23,10 @@ class StyleCode:
     def to(self, device: torch.device | str) -> "StyleCode":
         return StyleCode(self.mean.to(device), self.std.to(device))
 
+    @staticmethod
+    def mix(codes: Sequence["StyleCode"], weights: Sequence[float]) -> "StyleCode":
+        return mix(codes, weights)
+
 
 def mean_std(feats: torch.Tensor, eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) any float dtype -> per-sample, per-channel mean and std, (N, C) float32.

@@ -35,10 +35,10 @@ import torch
 
 import engines
 from realtime.adain import StyleCode
-from realtime.model import Decoder, Encoder, flops_per_frame
+from realtime.model import Decoder, Encoder
 from realtime.bench_setup import (  # noqa: F401  (re-exported: callers and tests use bench.X)
     BACKENDS, COUNTS, FLAGS, MODES, SIZES, BenchConfig, Variant, bench_weights, counts, default_clip, fit_frames,
-    jsonable, load_weights, parse_variant, random_decoder, real_frames, style_of,
+    adain_network, jsonable, load_weights, network_flops, parse_variant, random_decoder, real_frames, style_of,
 )
 from realtime.measure import machine, percentiles, timer
 from realtime.options import add_model_args
@@ -143,14 +143,13 @@ def unavailable(v: Variant, device: torch.device) -> str | None:
     return engines.available(device)[v.engine]
 
 
-def prepare(encoder: Encoder, decoder: Decoder, v: Variant, example: torch.Tensor, code: StyleCode,
-            device: torch.device):
+def prepare(net, v: Variant, example: torch.Tensor, code, device: torch.device):
     """A ``Stylizer`` with the engines of ``v``; return ``step(frames) -> frames``, (N, H, W, 3)
     uint8 on ``device`` in, uint8 out: its encode, restyle and decode stages, the network part
     of what the product runs (``example`` is a multiple of 8 on each side: no resize, no pad)."""
     from realtime.stylizer import StyleSettings, Stylizer
 
-    st = Stylizer(encoder, decoder, backend=v.engine, device=device, precision=v.precision)
+    st = Stylizer.from_network(net, backend=v.engine, device=device, precision=v.precision)
     settings = StyleSettings(code.to(device))
     st.encode(example.to(device))  # builds both engines
 
@@ -182,7 +181,7 @@ def graphed(step, example: torch.Tensor):
     return run
 
 
-def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, warmup, iters, peak):
+def bench_shape(net, variants, inputs, code, size, cfg, device, warmup, iters, peak):
     """Every variant at one (size, batch), timed in interleaved rounds, inputs rotating among
     ``inputs`` (real frames). Returns (rows, skipped)."""
     batch = inputs[0].shape[0]
@@ -191,7 +190,7 @@ def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, war
         # fullgraph=True, fails hard past that; each shape starts afresh (disk caches stay).
         torch.compiler.reset()
     with _no_tf32(), torch.inference_mode():
-        ref_step = prepare(encoder, decoder, Variant("reference", "eager", "fp32", False), inputs[0], code, device)
+        ref_step = prepare(net, Variant("reference", "eager", "fp32", False), inputs[0], code, device)
         refs = [ref_step(x).cpu() for x in inputs]
     del ref_step
     clipped = 100.0 * sum(((r == 0) | (r == 255)).float().mean().item() for r in refs) / len(refs)
@@ -206,7 +205,7 @@ def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, war
             torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         try:  # one variant failing to build must not lose a whole GPU run: record it loudly
-            steps[v.label] = prepare(encoder, decoder, v, inputs[0], code, device)
+            steps[v.label] = prepare(net, v, inputs[0], code, device)
             with torch.inference_mode():
                 for i in range(warmup):
                     steps[v.label](inputs[i % len(inputs)])
@@ -227,7 +226,7 @@ def bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, war
                 times[b].append(measure(lambda: step(x)) / batch)
         outs = {b: [step(x).cpu() for x in inputs] for b, step in steps.items()}
     h, w = SIZES[size]
-    flops = flops_per_frame(h, w, encoder.widths)
+    flops = network_flops(net, h, w)
     peak_tflops, spec, _ = peak
     rows = []
     for b, ts in times.items():
@@ -256,7 +255,7 @@ def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decod
     warmup, iters = counts(cfg, device)
     variants = [parse_variant(b) for b in (cfg.backends or BACKENDS[device.type])]
     nmax = 2 * max(cfg.batches)  # two different batches of real frames, rotated
-    encoder, decoder, code, note = bench_weights(cfg, encoder, decoder, code)
+    net, code, note = bench_weights(cfg, encoder, decoder, code)
     peak = resolve_peak(cfg.peak_tflops, device)
     start = machine()
     print(f"rtstyle bench: {json.dumps(start)}; {note}; roofline: {peak[0]} TFLOP/s ({peak[2]}); "
@@ -266,7 +265,7 @@ def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decod
         frames = real_frames(nmax, *SIZES[size], cfg.frames_from).to(device)
         for batch in cfg.batches:
             inputs = [frames[i * batch:(i + 1) * batch] for i in range(2)]
-            new, skip = bench_shape(encoder, decoder, variants, inputs, code, size, cfg, device, warmup, iters, peak)
+            new, skip = bench_shape(net, variants, inputs, code, size, cfg, device, warmup, iters, peak)
             rows += new
             skipped += skip
             for r in new:

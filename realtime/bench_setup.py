@@ -11,7 +11,7 @@ import torch
 
 import engines
 from realtime.adain import StyleCode, adain
-from realtime.model import Decoder, Encoder, Widths
+from realtime.model import Decoder, Encoder, Widths, flops_per_frame
 
 SIZES = {"256": (256, 256), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
          "1080p": (1080, 1920), "4k": (2160, 3840)}
@@ -132,35 +132,62 @@ def random_decoder(widths: Widths, encoder: Encoder, frames: torch.Tensor, code:
     return dec
 
 
-def style_of(encoder: Encoder, device: torch.device) -> StyleCode:
-    """The default built-in style's code, encoded once in fp32 (as the product encodes styles)."""
-    from realtime.styles import DEFAULT_STYLE, encode_style, load_style_image
+def style_of(net, device: torch.device):
+    """The default built-in style's code by ``net``'s style encoder (fp32, as the product encodes styles)."""
+    from realtime.styles import DEFAULT_STYLE, load_style_image
 
-    return encode_style(encoder.float(), load_style_image(DEFAULT_STYLE, 256)).to(device)
+    return net.style_encoder(load_style_image(DEFAULT_STYLE, 256)).to(device)
 
 
-def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple[Encoder, Decoder, StyleCode, str]:
-    """The model's weights; ``adain-vgg19`` without ``--decoder`` gets a random decoder."""
-    from realtime.models import load_network
+def adain_network(encoder: Encoder, decoder: Decoder, info=None):
+    """An AdaIN encoder/decoder pair (e.g. tiny test nets) as a ``realtime.models.Network``."""
+    from realtime.models import Network
+    from realtime.stylizer import AdaINRestyle, AdaINStyleEncoder
+
+    return Network(encoder, decoder, AdaINStyleEncoder(encoder), AdaINRestyle(), info)
+
+
+def network_flops(net, height: int, width: int) -> float:
+    """FLOPs of one frame through the network's two engine modules (style code excluded)."""
+    widths = getattr(net.encoder, "widths", None)
+    if widths is not None:  # AdaIN: from the layer shapes
+        return flops_per_frame(height, width, widths)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from realtime.stylizer import StyleSettings
+
+    frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        feats = net.encoder(frames)
+        net.decoder(*net.restyle.decoder_inputs(feats, StyleSettings(style_of(net, torch.device("cpu")))))
+    return float(fc.get_total_flops())
+
+
+def load_weights(cfg: BenchConfig, frames: torch.Tensor) -> tuple:
+    """(Network, code, note): the model's weights; ``adain-vgg19`` without ``--decoder`` gets a
+    random decoder."""
+    from realtime.models import open_network
     from realtime.weights import load_caffe_encoder
 
     if cfg.model != "adain-vgg19" or cfg.decoder or cfg.vgg:
-        enc, dec, info = load_network(cfg.model, cfg.decoder, cfg.vgg)
-        return enc, dec, style_of(enc, torch.device("cpu")), f"{info.model} ({info.pair}): {info.decoder_source}"
+        net = open_network(cfg.model, cfg.decoder, cfg.vgg)
+        info = net.info
+        return net, style_of(net, torch.device("cpu")), f"{info.model} ({info.pair}): {info.decoder_source}"
     enc = load_caffe_encoder()
-    code = style_of(enc, torch.device("cpu"))
-    dec = random_decoder(Widths(), enc, frames[:1], code)
-    return enc, dec, code, ("random decoder (speed does not depend on weights; He init, last layer "
-                            "rescaled to span [0, 1]; accuracy figures indicative only)")
+    code = style_of(adain_network(enc, None), torch.device("cpu"))
+    net = adain_network(enc, random_decoder(Widths(), enc, frames[:1], code))
+    return net, code, ("random decoder (speed does not depend on weights; He init, last layer "
+                       "rescaled to span [0, 1]; accuracy figures indicative only)")
 
 
-def bench_weights(cfg: BenchConfig, encoder=None, decoder=None, code: StyleCode | None = None):
-    """(encoder, decoder, code, note): the real weights and default style, or the injected
-    ones (tests: tiny nets). Shared by the network and pipeline modes."""
+def bench_weights(cfg: BenchConfig, encoder=None, decoder=None, code: StyleCode | None = None) -> tuple:
+    """(Network, code, note): the real weights and default style, or the injected AdaIN pair
+    (tests: tiny nets). Shared by the network and pipeline modes."""
     if encoder is None:
         first = SIZES[cfg.sizes[0]]
         return load_weights(cfg, real_frames(1, *first, cfg.frames_from))
-    return encoder, decoder, code or style_of(encoder, torch.device("cpu")), "injected encoder/decoder"
+    net = adain_network(encoder, decoder)
+    return net, code or style_of(net, torch.device("cpu")), "injected encoder/decoder"
 
 
 def counts(cfg: BenchConfig, device: torch.device) -> tuple[int, int]:

@@ -10,6 +10,7 @@ Used by the browser demo; anything that switches between many styles can use it.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -142,13 +143,14 @@ class StyleCatalog:
         path = self._file(style)
         if path is None or not path.is_file():
             return None
+        kind = self.stylizer.code_type  # a frozen dataclass of tensors (StyleCode, MicroCode)
         try:
             with np.load(path) as f:
-                mean, std = torch.from_numpy(f["mean"]), torch.from_numpy(f["std"])
-        except (OSError, ValueError, KeyError) as e:
+                code = kind(**{k.name: torch.from_numpy(f[k.name]) for k in dataclasses.fields(kind)})
+        except (OSError, ValueError, KeyError, TypeError) as e:
             log.warning("style cache: %s is unreadable (%s); recomputing it", path, e)
             return None
-        return StyleCode(mean, std).to(self.stylizer.device)
+        return code.to(self.stylizer.device)
 
     def _save(self, style: Style, code: StyleCode) -> None:
         path = self._file(style)
@@ -157,7 +159,7 @@ class StyleCatalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
         with open(tmp, "wb") as f:
-            np.savez(f, mean=code.mean.cpu().numpy(), std=code.std.cpu().numpy())
+            np.savez(f, **{k.name: getattr(code, k.name).cpu().numpy() for k in dataclasses.fields(code)})
         os.replace(tmp, path)
 
 

@@ -15,18 +15,22 @@ ReLU is a no-op before the [0, 1] clamp every caller applies.
 writes ``cd16-encoder.safetensors`` and ``adain-cd16-recon.safetensors`` (the reconstruction
 decoder, the starting point of ``rtstyle train --model adain-cd16``), fp16, with the sha256 of
 each source file in the metadata.
+
+``microast``: MicroAST (Wang et al., AAAI 2023; MIT, github.com/EndyWon/MicroAST), its four
+state dicts converted by ``realtime.microast.load_microast``:
+
+    python -m realtime.converters microast ../shared/models/microast   # -> microast.safetensors
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
 from realtime.model import ENCODER_CONVS, TAPS, Decoder, Encoder, Widths, aux_projections, fold_affine_into_conv1_1
-from realtime.weights import CD16, WeightsError, _assign, _torch_load, save_decoder, save_encoder
+from realtime.weights import CD16, WeightsError, _assign, _torch_load, save_decoder, save_encoder, sha256
 
 CD16_WIDTHS = Widths.scaled(4)
 CD16_ENCODER_FILE = "encoder_relu4_1.pth"
@@ -36,14 +40,6 @@ CD16_SOURCE = ("github.com/MingSun-Tse/Collaborative-Distillation@4a269dc9002072
                "trained_models/wct_se_16x_new_sd/20191111-092553_E20.pth (decoder)")
 # pytorch-AdaIN-style decoder body: indices of the 3x3 convs in ``Decoder.body``, in order.
 _DECODER_CONVS = ("conv41", "conv34", "conv33", "conv32", "conv31", "conv22", "conv21", "conv12", "conv11")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _cd16_state(path: Path) -> dict:
@@ -104,16 +100,25 @@ def write_cd16(src: Path, out: Path) -> tuple[Path, Path]:
     return enc_path, dec_path
 
 
+def write_microast(src: Path, out: Path) -> tuple[Path]:
+    """Convert the four published MicroAST state dicts in ``src`` -> (``microast.safetensors``,)."""
+    from realtime.microast import load_microast, save_microast
+
+    path = Path(out) / "microast.safetensors"
+    save_microast(load_microast(Path(src)), path)
+    return (path,)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m realtime.converters", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("family", choices=("cd16",), help="which published model")
+    p.add_argument("family", choices=("cd16", "microast"), help="which published model")
     p.add_argument("src", type=Path, help="folder holding the published checkpoint files")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "assets",
                    help="where to write the fp16 safetensors (default: the package's assets)")
     args = p.parse_args(argv)
     try:
-        for path in write_cd16(args.src, args.out):
+        for path in (write_cd16(args.src, args.out) if args.family == "cd16" else write_microast(args.src, args.out)):
             print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)

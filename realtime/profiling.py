@@ -43,12 +43,12 @@ STAGES = ("prepare", "encode", "restyle", "decode", "finish", "smoothing", "writ
 DEVICE_STAGES = STAGES[:5]  # Stylizer's stages: what Stylizer.__call__ composes
 
 
-def build_stylizer(encoder, decoder, backend: str, device: torch.device) -> Stylizer:
+def build_stylizer(net, backend: str, device: torch.device) -> Stylizer:
     v = parse_variant(backend) if backend != "auto" else None
     if v is not None and v.graphs:
         raise ValueError(f"--backends {backend}: the pipeline runs the product's engines; no CUDA graphs here")
-    return Stylizer(encoder, decoder, backend=v.engine if v else "auto", device=device,
-                    precision=v.precision if v else None)
+    return Stylizer.from_network(net, backend=v.engine if v else "auto", device=device,
+                                 precision=v.precision if v else None)
 
 
 def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, cfg: BenchConfig,
@@ -184,10 +184,10 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     warmup, iters = counts(cfg, device)
     backend = (cfg.backends or ("auto",))[0]
-    encoder, decoder, code, note = bench_weights(cfg, encoder, decoder, code)
+    net, code, note = bench_weights(cfg, encoder, decoder, code)
     start = machine()
     print(f"rtstyle bench --mode pipeline: {json.dumps(start)}; {note}; backend {backend}", file=sys.stderr)
-    stylizer = build_stylizer(encoder, decoder, backend, device)
+    stylizer = build_stylizer(net, backend, device)
     report = {"mode": "pipeline", "machine": start, "weights": note, "stages": [], "convert": None, "live": None}
     with tempfile.TemporaryDirectory(prefix="rtstyle-bench-") as tmp:
         workdir = Path(tmp)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import torch
 
-from realtime.adain import StyleCode, mix, style_code
+from realtime.adain import StyleCode, style_code
 from realtime.images import ImageError, read_image
 
 from realtime.artworks import BUILTINS, DEFAULT_STYLE, check_size  # noqa: F401  (re-exported)
@@ -126,11 +126,12 @@ def encode_style(encoder, image_rgb_u8: np.ndarray, *, device: str | torch.devic
     return StyleCode(code.mean.float().cpu(), code.std.float().cpu())
 
 
-def encode_spec(encoder, spec: StyleSpec, *, size: int = 512, device: str | torch.device | None = None,
-                reference: np.ndarray | None = None) -> StyleCode:
-    """Every entry of a parsed ``--style`` -> one mixed ``StyleCode`` (weights normalized).
-    ``reference``: (H, W, 3) uint8 RGB content the style images are recoloured to first
-    (colour transfer before encoding, ``realtime.color.match_color``)."""
+def encode_spec(encode, spec: StyleSpec, *, size: int = 512, reference: np.ndarray | None = None):
+    """Every entry of a parsed ``--style`` -> one mixed code (weights normalized). ``encode``:
+    a style encoder, (H, W, 3) uint8 RGB -> code (``Stylizer``'s: ``AdaINStyleEncoder`` or a
+    model family's own); codes are mixed by their type's ``mix``. ``reference``: (H, W, 3)
+    uint8 RGB content the style images are recoloured to first (colour transfer before
+    encoding, ``realtime.color.match_color``)."""
     from realtime.color import match_color
 
     codes = []
@@ -138,8 +139,8 @@ def encode_spec(encoder, spec: StyleSpec, *, size: int = 512, device: str | torc
         img = load_style_image(e.source, size)
         if reference is not None:
             img = match_color(img, reference)
-        codes.append(encode_style(encoder, img, device=device))
-    return mix(codes, [e.weight for e in spec])
+        codes.append(encode(img))
+    return type(codes[0]).mix(codes, [e.weight for e in spec])
 
 
 def describe_style(image: np.ndarray, colors: int = 5) -> dict:

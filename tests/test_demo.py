@@ -282,7 +282,8 @@ def test_style_codes_are_cached_on_disk_and_a_corrupt_file_is_recomputed(tmp_pat
     library = StyleCatalog(demo.stylizer, cache_dir=tmp_path / "codes")
     calls = []
     library.stylizer = type("NoEncode", (), {"encode_style": lambda self, rgb: calls.append(1),
-                                             "device": demo.stylizer.device})()
+                                             "device": demo.stylizer.device,
+                                             "code_type": demo.stylizer.code_type})()
     again = library.code(style)
     assert not calls and torch.equal(again.mean, code.mean) and torch.equal(again.std, code.std)
     for f in files:

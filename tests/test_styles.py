@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import missing_shared_data
 from realtime.adain import StyleCode, adain, mean_std, mix
 from realtime.images import ImageError
 from realtime.styles import (
@@ -122,7 +123,7 @@ def test_load_file_keeps_aspect_and_caps_the_long_side(tmp_path):
 def test_load_real_artwork(shared_data):
     path = shared_data / "styles" / "adain__la_muse.jpg"
     if not path.is_file():
-        pytest.skip(f"{path} not present")
+        missing_shared_data(str(path))
     img = load_style_image(path, 512)
     assert img.dtype == np.uint8 and min(img.shape[:2]) <= 512 and max(img.shape[:2]) <= 1024
     assert min(img.shape[:2]) == 512 or max(img.shape[:2]) == 1024
@@ -166,7 +167,9 @@ def test_encode_style_tiny_encoder(tiny_encoder):
 
 def test_encode_spec_mixes_the_entries(tiny_encoder):
     spec = parse_style_arg("ink,mosaic:3")
-    got = encode_spec(tiny_encoder, spec, size=64)
+    from realtime.stylizer import AdaINStyleEncoder
+
+    got = encode_spec(AdaINStyleEncoder(tiny_encoder), spec, size=64)
     a = encode_style(tiny_encoder, load_style_image("ink", 64))
     b = encode_style(tiny_encoder, load_style_image("mosaic", 64))
     want = mix([a, b], [1, 3])
