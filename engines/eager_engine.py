@@ -1,7 +1,8 @@
 """Eager PyTorch: the reference every other backend is checked against.
 
-CPU: fp32 (default). CUDA: fp16 (default) with channels_last weights, so cuDNN runs its
-NHWC kernels; a uint8 NHWC frame permuted to NCHW is already channels_last in memory.
+CPU: fp32 (default), or bf16 with channels_last weights (oneDNN's bf16 kernels want NHWC).
+CUDA: fp16 (default) with channels_last weights, so cuDNN runs its NHWC kernels; a uint8
+NHWC frame permuted to NCHW is already channels_last in memory.
 Runs under ``torch.inference_mode()``. Nothing is built, but each new input signature is
 checked once at the boundary (device, float dtype).
 """
@@ -21,7 +22,8 @@ class EagerEngine:
                  device: str | torch.device | None = None, precision: str | None = None):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
-        self.module = prepare_module(module, self.device, self.dtype, channels_last=self.device.type == "cuda")
+        nhwc = self.device.type == "cuda" or self.dtype == torch.bfloat16
+        self.module = prepare_module(module, self.device, self.dtype, channels_last=nhwc)
         self._seen: set[tuple] = set()
         self(*as_examples(example_inputs, self.device, self.dtype))
 

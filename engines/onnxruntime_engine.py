@@ -115,6 +115,8 @@ class OnnxRuntimeEngine:
             raise EngineUnavailable("onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu, or use device='cpu'")
         self.device = torch.device("cpu")  # where inputs and outputs live
         self.dtype = resolve_dtype(precision, self.compute_device)
+        if self.dtype == torch.bfloat16:
+            raise EngineUnavailable("onnxruntime runs fp32 (and fp16 on CUDA), not bf16: use backend 'eager' for bf16")
         m = prepare_module(module, torch.device("cpu"), self.dtype)  # exported on the CPU
         ex = as_examples(example_inputs, self.device, self.dtype)
         self.parts = {

@@ -43,7 +43,7 @@ def _run_convert(args) -> int:
         print(f"rtstyle: interrupted: {res.output} holds the first {what}"
               f"{f' of {res.total}' if res.total else ''} and is playable", file=sys.stderr)
         return EXIT_INTERRUPTED
-    engine = f"{stylizer.network.model}, {stylizer.engine_name} on {stylizer.device}"
+    engine = f"{stylizer.network.model}, {stylizer.engine_label} on {stylizer.device}"
     if res.image:
         scaled = f", decoded at 1/{res.scale} scale to stay within --max-pixels" if res.scale > 1 else ""
         print(f"rtstyle: wrote {res.output} ({res.size[0]}x{res.size[1]}{scaled}; {res.seconds:.1f} s, "

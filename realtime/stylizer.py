@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import engines
+from realtime import tuning
 from realtime.adain import StyleCode, adain, mean_std
 from realtime.color import luminance_only
 from realtime.frames import check_rgb
@@ -66,15 +67,15 @@ def resize_u8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
-# The network's longer side when the user does not choose (``--max-side auto``): on a CPU, video
-# at 640 (Big Buck Bunny's 720p converts in about a minute on 2 cores, BENCHMARKS.md) and photos
-# at 1280; on a GPU, full size.
-CPU_MAX_SIDE = {"video": 640, "image": 1280}
+# The network's longer side when the user does not choose (``--max-side auto``): on a CPU, file
+# conversion of videos at 640 (Big Buck Bunny's 720p in about 30 s on 2 cores), photos at 1280,
+# live frames at 320 (latency first); on a GPU, full size. Measured in BENCHMARKS.md.
+CPU_MAX_SIDE = {"video": 640, "image": 1280, "live": 320}
 MIN_SIDE = 16  # below this the encoder's reflection padding has nothing to reflect by relu4_1
 
 
 def resolve_max_side(max_side: int | str | None, device: torch.device, kind: str = "video") -> int | None:
-    """``"auto"`` -> the device's default for ``kind`` ("video" or "image"); ``"full"``/None ->
+    """``"auto"`` -> the device's default for ``kind`` ("video", "image", "live"); ``"full"``/None ->
     None (full size); an int >= ``MIN_SIDE`` as is."""
     if max_side == "auto":
         return CPU_MAX_SIDE[kind] if torch.device(device).type == "cpu" else None
@@ -206,6 +207,12 @@ class Stylizer:
     def engine_name(self) -> str | None:
         return self.encoder_engine.name if self.encoder_engine is not None else None
 
+    @property
+    def engine_label(self) -> str | None:
+        """What runs, for people: backend and precision, e.g. "eager bf16"."""
+        e = self.encoder_engine
+        return None if e is None else f"{e.name} {engines.precision_name(e.dtype)}"
+
     def encode_style(self, rgb: np.ndarray):
         """(H, W, 3) uint8 RGB style image -> its code (``self.code_type``: a ``StyleCode`` for
         AdaIN; fp32, on the stylizer's device)."""
@@ -217,18 +224,32 @@ class Stylizer:
         spec = parse_style_arg(arg)
         return encode_spec(self._style_encoder, spec, reference=reference).to(self.device)
 
+    def _build_pair(self, padded: torch.Tensor, backend: str, precision: str | None):
+        """Both engines of one variant -> (encoder engine, decoder engine, example settings)."""
+        enc = engines.build(self._encoder, (padded,), backend, device=self.device,
+                            precision=precision, weights_id=self.weights_id + ":enc")
+        feats = enc(padded.to(enc.device)).to(self.device)
+        settings = StyleSettings(self._example_code())
+        dec = engines.build(self._decoder, self._restyle.decoder_inputs(feats, settings), enc.name,
+                            device=self.device, precision=precision, weights_id=self.weights_id + ":dec")
+        return enc, dec, settings
+
     def _build(self, padded: torch.Tensor) -> None:
         with self._lock:
             if self.decoder_engine is not None:
                 return
-            enc = engines.build(self._encoder, (padded,), self.backend, device=self.device,
-                                precision=self.precision, weights_id=self.weights_id + ":enc")
-            feats = enc(padded.to(enc.device)).to(self.device)
-            example = self._restyle.decoder_inputs(feats, StyleSettings(self._example_code()))
-            self.decoder_engine = engines.build(self._decoder, example, enc.name, device=self.device,
-                                                precision=self.precision, weights_id=self.weights_id + ":dec")
-            self.encoder_engine = enc
-            log.debug("stylizer: %s engines on %s", enc.name, self.device)
+            backend, precision = self.backend, self.precision
+            built = {}
+            if backend == "auto" and self.device.type == "cpu" and precision is None:
+                def run_with(b: str, p: str):  # the measured CPU choice (realtime.tuning)
+                    enc, dec, settings = built[b, p] = self._build_pair(padded, b, p)
+                    return lambda: dec(*(t.to(dec.dtype) for t in self._restyle.decoder_inputs(
+                        enc(padded.to(enc.device)).to(self.device), settings)))
+
+                backend, precision = tuning.choose(run_with, self.weights_id, tuple(padded.shape))
+            pair = built.get((backend, precision)) or self._build_pair(padded, backend, precision)
+            self.encoder_engine, self.decoder_engine = pair[0], pair[1]
+            log.debug("stylizer: %s engines on %s", self.engine_label, self.device)
 
     def _example_code(self):
         """A code to build the decoder engine with (its values do not matter, only its shapes)."""

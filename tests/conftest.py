@@ -29,6 +29,22 @@ def missing_shared_data(what: str) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def eager_fp32_for_auto_on_the_cpu():
+    """``--backend auto`` on a CPU measures its candidates on first use per frame size
+    (realtime.tuning): tests get eager fp32 without the measurement, as before it existed.
+    Session scope, so it holds before module-scoped fixtures build their stylizers. Tests of
+    the measurement put ``REAL_CANDIDATES`` back (with their own monkeypatch)."""
+    from realtime import tuning
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning, "candidates", lambda: [("eager", "fp32")])
+        yield
+
+
+REAL_CANDIDATES = __import__("realtime.tuning", fromlist=["candidates"]).candidates
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

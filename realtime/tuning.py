@@ -1,0 +1,118 @@
+"""``--backend auto`` on a CPU: the engine that runs fastest here, measured, not assumed.
+
+On first use per (weights, frame size, machine, library versions) the stylizer's network runs
+a few times with each CPU candidate: eager fp32, eager bf16 (where the CPU has bf16 matrix
+instructions, ``engines.cpu_bf16``) and ONNX Runtime fp32 (when installed). Each candidate's
+output is compared with eager fp32's on the same frame: a candidate under ``MIN_PSNR_DB`` is
+not eligible, whatever its speed. The fastest eligible one (median of ``REPS`` timed runs after
+a warm-up) wins; the table is logged at debug level and written to
+``<engine cache>/choices/<key>.json``, so later runs skip the measurement (a corrupt or
+mismatched file is measured again). ``measure`` is what ``rtstyle bench`` reports too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+import engines
+
+log = logging.getLogger(__name__)
+
+MIN_PSNR_DB = 35.0  # output of a faster variant against eager fp32, uint8 frames
+REPS = 5
+
+
+def candidates() -> list[tuple[str, str]]:
+    """(backend, precision) pairs worth trying on this CPU, eager fp32 first (the reference)."""
+    found = [("eager", "fp32")]
+    if engines.cpu_bf16():
+        found.append(("eager", "bf16"))
+    if engines.available("cpu")["onnxruntime"] is None:
+        found.append(("onnxruntime", "fp32"))
+    return found
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two uint8 tensors of the same shape (inf when identical)."""
+    mse = (a.float() - b.float()).pow(2).mean().item()
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: int = REPS) -> list[dict]:
+    """``run_with(backend, precision)`` builds that variant and returns a no-argument call that
+    stylizes the example frame -> rows (backend, precision, ms, psnr_db, eligible), in
+    ``candidates()`` order. A variant that fails to build is a row with its error."""
+    rows, reference = [], None
+    for backend, precision in candidates():
+        try:
+            run = run_with(backend, precision)
+            out = run()  # warm-up: builds the engines' per-shape state
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                run()
+                times.append((time.perf_counter() - t0) * 1e3)
+        except (engines.EngineUnavailable, RuntimeError, ValueError) as e:
+            rows.append({"backend": backend, "precision": precision, "error": f"{type(e).__name__}: {e}",
+                         "eligible": False})
+            continue
+        reference = out if reference is None else reference
+        db = psnr(out, reference)
+        rows.append({"backend": backend, "precision": precision, "ms": statistics.median(times),
+                     "psnr_db": db, "eligible": db >= MIN_PSNR_DB})
+    return rows
+
+
+def machine_key(weights_id: str, shape: tuple) -> dict:
+    """What a measured choice depends on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    versions = {"torch": torch.__version__}
+    try:
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return {"weights": weights_id, "shape": list(shape), "cpu": cpu, "threads": torch.get_num_threads(),
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            **versions}
+
+
+def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_id: str,
+           shape: tuple) -> tuple[str, str]:
+    """The (backend, precision) for ``auto`` on the CPU: remembered, else measured and remembered."""
+    from engines.cache import atomic_write_bytes, cache_dir, cache_key
+
+    if len(options := candidates()) == 1:
+        return options[0]
+    parts = machine_key(weights_id, shape)
+    path = cache_dir() / "choices" / f"{cache_key(**parts)}.json"
+    try:
+        saved = json.loads(path.read_text())
+        if saved["parts"] == json.loads(json.dumps(parts)):
+            return saved["backend"], saved["precision"]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("engine choice %s is unreadable (%s); measuring again", path, e)
+    rows = measure(run_with)
+    best = min((r for r in rows if r["eligible"]), key=lambda r: r["ms"])
+    log.debug("auto on the CPU: %s", "; ".join(
+        f"{r['backend']} {r['precision']}: " + (f"{r['ms']:.1f} ms, {r['psnr_db']:.1f} dB" if "ms" in r else r["error"])
+        for r in rows))
+    atomic_write_bytes(path, json.dumps({"parts": parts, "backend": best["backend"],
+                                         "precision": best["precision"], "rows": rows}, indent=1).encode())
+    return best["backend"], best["precision"]

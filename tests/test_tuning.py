@@ -1,0 +1,46 @@
+"""--backend auto on the CPU: candidates measured on the stylizer's own network, the fastest
+accurate one chosen and remembered on disk; inaccurate ones never chosen."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+import engines
+from realtime import tuning
+from realtime.stylizer import StyleSettings, Stylizer
+from tests.conftest import REAL_CANDIDATES
+
+
+def test_the_choice_is_measured_once_and_remembered(tiny_encoder, tiny_decoder, monkeypatch, tmp_path):
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "candidates", REAL_CANDIDATES)
+    calls = []
+    real_measure = tuning.measure
+    monkeypatch.setattr(tuning, "measure", lambda run_with: calls.append(1) or real_measure(run_with))
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 48, 64, 3), dtype=np.uint8))
+    st = Stylizer(tiny_encoder, tiny_decoder, device="cpu", weights_id="tiny")
+    code = st.encode_style(np.full((64, 64, 3), 90, np.uint8))
+    out = st(frames, StyleSettings(code))
+    (saved,) = (tmp_path / "choices").glob("*.json")
+    record = json.loads(saved.read_text())
+    tried = [(r["backend"], r["precision"]) for r in record["rows"]]
+    assert tried == REAL_CANDIDATES() and tried[0] == ("eager", "fp32")
+    assert (record["backend"], record["precision"]) == (st.engine_name, engines.precision_name(st.encoder_engine.dtype))
+    chosen = next(r for r in record["rows"] if (r["backend"], r["precision"]) == (record["backend"], record["precision"]))
+    assert chosen["eligible"] and chosen["ms"] == min(r["ms"] for r in record["rows"] if r["eligible"])
+    again = Stylizer(tiny_encoder, tiny_decoder, device="cpu", weights_id="tiny")
+    assert torch.equal(again(frames, StyleSettings(code)), out) and calls == [1]  # read back, not measured
+
+
+def test_an_inaccurate_variant_is_never_chosen_however_fast(monkeypatch, tmp_path):
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "candidates", lambda: [("eager", "fp32"), ("eager", "bf16")])
+    ref = torch.zeros(1, 8, 8, 3, dtype=torch.uint8)
+    noisy = torch.full_like(ref, 40)  # 16 dB against the reference
+    rows = tuning.measure(lambda backend, precision: (lambda: ref) if precision == "fp32" else (lambda: noisy), reps=2)
+    assert [r["eligible"] for r in rows] == [True, False] and rows[1]["psnr_db"] < tuning.MIN_PSNR_DB
+    rows[1]["ms"] = rows[0]["ms"] / 10  # far faster, still wrong
+    monkeypatch.setattr(tuning, "measure", lambda run_with: rows)
+    assert tuning.choose(lambda b, p: None, "w", (1, 8, 8, 3)) == ("eager", "fp32")
