@@ -63,7 +63,7 @@ from realtime.adain import StyleCode  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
 from realtime.catalog import STYLE_SIZE, Style, StyleCatalog, default_code_cache, thumbnail  # noqa: E402
 from realtime.styles import DEFAULT_STYLE, load_style_image  # noqa: E402
-from realtime.stylizer import StyleSettings, Stylizer, compute_size  # noqa: E402
+from realtime.stylizer import StyleSettings, Stylizer, compute_size, resolve_max_side  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,10 @@ class StyleDemo:
         self.stylizer = stylizer  # one set of engines for every visitor; settings travel with each call
         self.library = StyleCatalog(stylizer, styles_dir=cfg.styles_dir, cache_dir=code_cache)
         self.library.code(self.library.default)
-        stylizer.warm_up(480, 640, cfg.max_side)  # the frame size most webcams send
+        side = "full" if cfg.max_side in (0, None) else cfg.max_side
+        self.live_side = resolve_max_side(side, stylizer.device, "live")  # the network's size for camera frames
+        self.file_side = side  # convert resolves it per photo or video
+        stylizer.warm_up(480, 640, self.live_side)  # the frame size most webcams send
         self._map: StyleMap | None = None
         self._map_lock = threading.Lock()
 
@@ -218,7 +221,7 @@ class StyleDemo:
         smoother = self._smoother(visitor, float(smooth), pair)
         settings = StyleSettings(code, float(alpha), bool(keep_colour), smoother.stats_filter if smoother else None)
         pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))[None]  # Gradio's are read-only
-        styled = self.stylizer(pixels, settings, self.cfg.max_side)[0].numpy()
+        styled = self.stylizer(pixels, settings, self.live_side)[0].numpy()
         return smoother(frame, styled) if smoother is not None else styled
 
     @staticmethod
@@ -251,7 +254,7 @@ class StyleDemo:
         now = self.clock()
         recent = [(t, s) for t, s in visitor.frames if t >= now - 2.0]
         h, w = shape[:2]
-        nh, nw = compute_size(h, w, self.cfg.max_side)
+        nh, nw = compute_size(h, w, self.live_side)
         left = max(0, int(self.cfg.time_cap_s - (now - (visitor.started or now))))
         if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
             fps = (len(recent) - 1) / (recent[-1][0] - recent[0][0])
@@ -284,7 +287,7 @@ class StyleDemo:
         out = out_dir / f"{_safe_stem(src.name)}-styled-{session}{suffix}"
         cfg = ConvertConfig(input=src, output=out, alpha=float(alpha),
                             preserve_color="luminance" if keep_colour else "none",
-                            max_side=self.cfg.max_side or "full", preset=FILE_PRESET)
+                            max_side=self.file_side, preset=FILE_PRESET)
         try:
             progress(0, desc="Stylizing")
             res = convert(cfg, self.stylizer, self.mixed_code(visitor, second, mix))

@@ -27,10 +27,12 @@ import torch
 
 from realtime import CtrlC
 from realtime.artworks import DEFAULT_STYLE
+import engines
 from realtime import options
 from realtime.measure import Meter
 from realtime.options import opt
 from realtime.smoothing import DEFAULT_SMOOTH, SMOOTH_MODES
+from realtime.stylizer import CPU_MAX_SIDE, resolve_max_side
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,9 @@ class LiveConfig:
     alpha: float = opt(1.0, "style strength", range=(0.0, 1.0))
     alpha_step: float = opt(0.1, "+/- key step", metavar="STEP", range=(0.0, 1.0))
     preserve_color: bool = opt(False, "stylize brightness only (key c toggles)")
-    max_side: int | None = opt(None, "run the network with the longer side at most N pixels (default: full "
-                               "size)", type=int, metavar="N", range=(16, None))
+    max_side: int | str | None = opt("auto", "run the network with the longer side at most N pixels; 'full' "
+                                     f"for the frame's own size; 'auto': {CPU_MAX_SIDE['live']} on a CPU, full "
+                                     "size on a GPU", type=options.max_side_arg, metavar="N", range=(16, None))
     smooth: str | None = opt(None, f"temporal smoothing (default: {DEFAULT_SMOOTH}; key s toggles)",
                              choices=SMOOTH_MODES)
     smooth_strength: float | None = opt(None, "smoothing strength (default: the smoother's)",
@@ -272,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(stack.enter_context(WindowSink()))
         source = open_source(spec, realtime=cfg.realtime, width=width, height=height, fps=cfg.fps, mjpg=cfg.mjpg)
         stack.callback(source.close)
+        device = engines.resolve_device(args.device)
+        cfg = dataclasses.replace(cfg, max_side=resolve_max_side(cfg.max_side, device, "live"))
         options.check_frame_size(source.name, source.width, source.height, cfg.max_side)
         stylizer = options.open_stylizer(args)
         threads = stack.enter_context(options.threads_applied(

@@ -42,8 +42,10 @@ class ServeConfig:
     concurrency: int = opt(2, "live streams, conversions and style encodings run at once on the "
                            "accelerator; more visitors wait in a queue that shows their place", metavar="N")
     time_cap_s: float = opt(300.0, "live-stream seconds per visitor session, wall clock", metavar="S")
-    max_side: int | None = opt(512, "run the network with the longer side at most N pixels, 0 for the full "
-                               "frame", type=int, metavar="N")
+    max_side: int | str | None = opt("auto", "run the network with the longer side at most N pixels; 'full' "
+                                     "(or 0) for the full frame; 'auto': on a CPU the live size of `rtstyle "
+                                     "live` for the camera and convert's for files, full size on a GPU",
+                                     type=options.max_side_arg, metavar="N")
     cache_age_s: int = opt(600, "delete streamed frames, uploads and results older than this many seconds "
                            "(results must be downloaded within it)", metavar="S")
 
@@ -69,8 +71,8 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
     for name in ("max_upload_mb", "max_duration_s", "time_cap_s", "cache_age_s"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
-    if cfg.max_side is not None and not (cfg.max_side == 0 or cfg.max_side >= 16):
-        raise ValueError(f"--max-side must be 0 (full size) or >= 16, got {cfg.max_side}")
+    if isinstance(cfg.max_side, int) and not (cfg.max_side == 0 or cfg.max_side >= 16):
+        raise ValueError(f"--max-side must be auto, full, 0 (full size) or >= 16, got {cfg.max_side}")
     if cfg.styles_dir is not None and not cfg.styles_dir.is_dir():
         raise ValueError(f"--styles-dir {cfg.styles_dir}: not a directory")
     return cfg
