@@ -93,7 +93,7 @@ def magenta():
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
+    return torch.from_numpy(np.array(a, copy=True)).permute(2, 0, 1)[None].float() / 255
 
 
 def score(models: dict, items: list, scorer) -> dict:

@@ -124,8 +124,8 @@ def test_network_mode_rows_accuracy_and_json(tiny_net, tmp_path, monkeypatch, ca
 def test_pipeline_mode_stages_convert_live(tiny_net, tmp_path, capsys):
     enc, dec, code = tiny_net
     clip = make_clip(tmp_path / "clip.mp4", width=96, height=64, frames=10)
-    cfg = bench.BenchConfig(mode="pipeline", backends=("eager",), sizes=("360p",), batches=(1, 2), warmup=1,
-                            iters=3, device="cpu", max_side=96, clip=clip, live_size="256", live_frames=4,
+    cfg = bench.BenchConfig(mode="pipeline", backends=("eager",), sizes=("360p",), batches=(1, 2), warmup=2,
+                            iters=7, device="cpu", max_side=96, clip=clip, live_size="256", live_frames=4,
                             preset="ultrafast", json_out=tmp_path / "p.json")
     from realtime.profiling import STAGES, run_pipeline
 

@@ -144,8 +144,10 @@ def test_the_wheel_carries_the_weights_the_model_card_and_the_licences(tmp_path)
     (wheel,) = tmp_path.glob("rtstyle-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("cd16-encoder.safetensors", "adain-cd16.safetensors", "adain-cd16-recon.safetensors",
-              "vgg19-feature-scales.safetensors", "MODEL_CARD.md", "LICENSE-collaborative-distillation.txt"):
+              "microast.safetensors", "vgg19-feature-scales.safetensors", "MODEL_CARD.md",
+              "LICENSE-collaborative-distillation.txt", "LICENSE-microast.txt"):
         assert f"realtime/assets/{f}" in names, f
     card = zipfile.ZipFile(wheel).read("realtime/assets/MODEL_CARD.md").decode()
-    assert "Copyright (c) 2020 Huan Wang" in card and PUBLISHED_SHA256["decoder_relu4_1.pth"] in card
+    assert "Copyright (c) 2020 Huan Wang" in card and "Copyright (c) 2022 Zhizhong Wang" in card
+    assert "@" not in card.replace("@4a269dc", "")  # no placeholder left
     assert np.all([h in card for h in PUBLISHED_SHA256.values()])
