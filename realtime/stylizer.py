@@ -210,8 +210,11 @@ class Stylizer:
     @property
     def engine_label(self) -> str | None:
         """What runs, for people: backend and precision, e.g. "eager bf16"."""
-        e = self.encoder_engine
-        return None if e is None else f"{e.name} {engines.precision_name(e.dtype)}"
+        e, d = self.encoder_engine, self.decoder_engine
+        if e is None:
+            return None
+        pe, pd = engines.precision_name(e.dtype), engines.precision_name(d.dtype)
+        return f"{e.name} {pe}" if pe == pd else f"{e.name} {pe}/{pd}"
 
     def encode_style(self, rgb: np.ndarray):
         """(H, W, 3) uint8 RGB style image -> its code (``self.code_type``: a ``StyleCode`` for
@@ -225,13 +228,16 @@ class Stylizer:
         return encode_spec(self._style_encoder, spec, reference=reference).to(self.device)
 
     def _build_pair(self, padded: torch.Tensor, backend: str, precision: str | None):
-        """Both engines of one variant -> (encoder engine, decoder engine, example settings)."""
+        """Both engines of one variant -> (encoder engine, decoder engine, example settings).
+        ``precision`` "A,B" gives the encoder A and the decoder B (e.g. "bf16,fp32")."""
+        p_enc, _, p_dec = (precision or "").partition(",")
         enc = engines.build(self._encoder, (padded,), backend, device=self.device,
-                            precision=precision, weights_id=self.weights_id + ":enc")
+                            precision=p_enc or None, weights_id=self.weights_id + ":enc")
         feats = enc(padded.to(enc.device)).to(self.device)
         settings = StyleSettings(self._example_code())
         dec = engines.build(self._decoder, self._restyle.decoder_inputs(feats, settings), enc.name,
-                            device=self.device, precision=precision, weights_id=self.weights_id + ":dec")
+                            device=self.device, precision=(p_dec or p_enc) or None,
+                            weights_id=self.weights_id + ":dec")
         return enc, dec, settings
 
     def _build(self, padded: torch.Tensor) -> None:
@@ -241,19 +247,22 @@ class Stylizer:
             backend, precision = self.backend, self.precision
             built = {}
             if backend == "auto" and self.device.type == "cpu" and precision is None:
+                probe = tuning.calibration_frame(padded.shape[1], padded.shape[2]).to(self.device)
+                settings = StyleSettings(self._example_code(tuning.calibration_style()))
+
                 def run_with(b: str, p: str):  # the measured CPU choice (realtime.tuning)
-                    enc, dec, settings = built[b, p] = self._build_pair(padded, b, p)
+                    enc, dec, _ = built[b, p] = self._build_pair(padded, b, p)
                     return lambda: dec(*(t.to(dec.dtype) for t in self._restyle.decoder_inputs(
-                        enc(padded.to(enc.device)).to(self.device), settings)))
+                        enc(probe.to(enc.device)).to(self.device), settings)))
 
                 backend, precision = tuning.choose(run_with, self.weights_id, tuple(padded.shape))
             pair = built.get((backend, precision)) or self._build_pair(padded, backend, precision)
             self.encoder_engine, self.decoder_engine = pair[0], pair[1]
             log.debug("stylizer: %s engines on %s", self.engine_label, self.device)
 
-    def _example_code(self):
+    def _example_code(self, rgb: np.ndarray | None = None):
         """A code to build the decoder engine with (its values do not matter, only its shapes)."""
-        grey = np.full((64, 64, 3), 128, np.uint8)
+        grey = np.full((64, 64, 3), 128, np.uint8) if rgb is None else rgb
         return self._style_encoder(grey).to(self.device)
 
     def warm_up(self, height: int, width: int, max_side: int | None = None) -> None:

@@ -1,10 +1,11 @@
 """``--backend auto`` on a CPU: the engine that runs fastest here, measured, not assumed.
 
 On first use per (weights, frame size, machine, library versions) the stylizer's network runs
-a few times with each CPU candidate: eager fp32, eager bf16 (where the CPU has bf16 matrix
-instructions, ``engines.cpu_bf16``) and ONNX Runtime fp32 (when installed). Each candidate's
-output is compared with eager fp32's on the same frame: a candidate under ``MIN_PSNR_DB`` is
-not eligible, whatever its speed. The fastest eligible one (median of ``REPS`` timed runs after
+a few times with each CPU candidate: eager fp32, eager bf16 and a bf16 encoder with an fp32
+decoder (where the CPU has bf16 matrix instructions, ``engines.cpu_bf16``), and ONNX Runtime
+fp32 (when installed), on a real picture (``calibration_frame``) at the frame size. Each
+candidate's output is compared with eager fp32's: one under ``MIN_PSNR_DB`` is not eligible,
+whatever its speed. The fastest eligible one (median of ``REPS`` timed runs after
 a warm-up) wins; the table is logged at debug level and written to
 ``<engine cache>/choices/<key>.json``, so later runs skip the measurement (a corrupt or
 mismatched file is measured again). ``measure`` is what ``rtstyle bench`` reports too.
@@ -17,6 +18,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,13 +33,38 @@ REPS = 5
 
 
 def candidates() -> list[tuple[str, str]]:
-    """(backend, precision) pairs worth trying on this CPU, eager fp32 first (the reference)."""
+    """(backend, precision) pairs worth trying on this CPU, eager fp32 first (the reference).
+    "bf16,fp32" is a bf16 encoder with an fp32 decoder: a decoder's output can be far more
+    sensitive to bf16 rounding than the features are (measured: BENCHMARKS.md)."""
     found = [("eager", "fp32")]
     if engines.cpu_bf16():
-        found.append(("eager", "bf16"))
+        found += [("eager", "bf16"), ("eager", "bf16,fp32")]
     if engines.available("cpu")["onnxruntime"] is None:
         found.append(("onnxruntime", "fp32"))
     return found
+
+
+CALIBRATION = Path(__file__).parent / "assets" / "calibration.jpg"  # a Big Buck Bunny frame, CC BY 3.0
+
+
+def calibration_frame(height: int, width: int) -> torch.Tensor:
+    """A real picture at (height, width): (1, H, W, 3) uint8 RGB. Accuracy is judged on it, not
+    on whatever frame comes first (a warm-up frame is black, and a flat or procedural picture
+    hides errors that real ones show: measured, bf16 decoders gave 39 dB on a built-in pattern
+    and 22 dB on film frames)."""
+    import cv2
+
+    from realtime.images import read_image
+
+    rgb = cv2.resize(read_image(CALIBRATION), (width, height), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(rgb)[None]
+
+
+def calibration_style() -> np.ndarray:
+    """The style the calibration runs with: the default built-in, 256 px."""
+    from realtime.styles import DEFAULT_STYLE, load_style_image
+
+    return load_style_image(DEFAULT_STYLE, 256)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
