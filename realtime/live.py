@@ -280,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
         options.check_frame_size(source.name, source.width, source.height, cfg.max_side)
         stylizer = options.open_stylizer(args)
         threads = stack.enter_context(options.threads_applied(
-            options.thread_budget(options.usable_cores(), stylizer.device.type)))
+            options.thread_budget(options.usable_cores(), stylizer.device.type,
+                                  codecs=bool(cfg.record or cfg.stream or spec.kind == "file"))))
         smoother = make_smoother(cfg)
         controls = Controls(encode_styles(stylizer, cfg.styles), smoother, alpha=cfg.alpha,
                             preserve_color=cfg.preserve_color, alpha_step=cfg.alpha_step,

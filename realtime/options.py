@@ -200,13 +200,16 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def thread_budget(cores: int, device_type: str) -> ThreadBudget:
+def thread_budget(cores: int, device_type: str, codecs: bool = True) -> ThreadBudget:
     """Split ``cores`` between the stages. On a CPU the network is the work: it gets all but a
-    quarter of the cores, decode and encode share that quarter (at least one thread each). On a
-    GPU the CPU mostly decodes and encodes: compute and decode get a quarter each, encode the
-    rest. Torch's default (every core) plus FFmpeg's and x264's defaults (about every core each)
-    oversubscribe a small machine (BENCHMARKS.md has the measurement)."""
+    quarter of the cores, decode and encode share that quarter (at least one thread each), or
+    every core when nothing is decoded or encoded (``codecs=False``: live from a camera to a
+    window). On a GPU the CPU mostly decodes and encodes: compute and decode get a quarter
+    each, encode the rest. Torch's default (every core) plus FFmpeg's and x264's defaults
+    (about every core each) oversubscribe a small machine (BENCHMARKS.md has the measurement)."""
     quarter = max(1, cores // 4)
+    if device_type == "cpu" and not codecs:
+        return ThreadBudget(compute=cores, decode=1, encode=1)
     if device_type == "cpu":
         return ThreadBudget(compute=max(1, cores - quarter), decode=quarter, encode=quarter)
     return ThreadBudget(compute=quarter, decode=quarter, encode=max(1, cores - 2 * quarter))

@@ -24,10 +24,12 @@ Three parts (``--parts``), all on real frames and the real stages:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -37,7 +39,7 @@ import torch
 
 from realtime.bench_setup import SIZES, BenchConfig, bench_weights, counts, default_clip, jsonable, parse_variant, real_frames
 from realtime.measure import StageClock, ThreadCPU, machine, percentiles
-from realtime.stylizer import StyleSettings, Stylizer, compute_size
+from realtime.stylizer import StyleSettings, Stylizer, compute_size, resolve_max_side
 
 STAGES = ("prepare", "encode", "restyle", "decode", "finish", "smoothing", "write")
 DEVICE_STAGES = STAGES[:5]  # Stylizer's stages: what Stylizer.__call__ composes
@@ -60,8 +62,9 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
     n, h, w, _ = frames.shape
     batches = [frames[i:i + batch] for i in range(0, n - batch + 1, batch)] or [frames[:batch]]
     settings = StyleSettings(code, stats_filter=smoother.stats_filter if smoother is not None else None)
-    stylizer(batches[0], settings, cfg.max_side)  # builds the engines
-    size = compute_size(h, w, cfg.max_side)
+    side = resolve_max_side(cfg.max_side, device, "video")  # as convert runs it
+    stylizer(batches[0], settings, side)  # builds the engines
+    size = compute_size(h, w, side)
     clock = StageClock(device, STAGES)
     sink = VideoFileSink(workdir / f"stages_{batch}.mp4", width=w, height=h, time_base=Fraction(1, 25),
                          rate=Fraction(25), preset=cfg.preset)
@@ -80,7 +83,7 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
                 clock.times = StageClock(device, STAGES).times
                 whole.clear()
             x = batches[i % len(batches)]
-            prepared = clock("prepare", stylizer.prepare, x, cfg.max_side)
+            prepared = clock("prepare", stylizer.prepare, x, side)
             feats = clock("encode", stylizer.encode, prepared.padded)
             t = clock("restyle", stylizer.restyle, feats, settings)
             out = clock("decode", stylizer.decode, t)
@@ -90,7 +93,7 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
             sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
             sync()
             t0 = time.perf_counter()
-            stylizer(x, settings, cfg.max_side)
+            stylizer(x, settings, side)
             sync()
             whole.append((time.perf_counter() - t0) * 1e3)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -142,7 +145,8 @@ def profile_convert(stylizer: Stylizer, code, clip: Path, batch: int, cfg: Bench
         size, shape = f"{src.width}x{src.height}", (batch, src.height, src.width, 3)
     # Engines and their thread pools exist before sampling starts, so native threads that
     # start during the conversion are the codec's (FFmpeg decode, x264 encode workers).
-    stylizer(torch.zeros(shape, dtype=torch.uint8), StyleSettings(code), cfg.max_side)
+    stylizer(torch.zeros(shape, dtype=torch.uint8), StyleSettings(code),
+             resolve_max_side(cfg.max_side, stylizer.device, "video"))
     smooth = {"smooth": cfg.smooth} if cfg.smooth else {}  # else convert's own default
     ccfg = ConvertConfig(input=clip, output=workdir / "converted.mp4", max_side=cfg.max_side, batch=batch,
                          preset=cfg.preset, overwrite=True, progress=False, **smooth)
@@ -158,23 +162,55 @@ def profile_convert(stylizer: Stylizer, code, clip: Path, batch: int, cfg: Bench
             "audio": res.audio, "process_cpu_s": time.process_time() - c0, "thread_cpu_s": cpu.seconds()}
 
 
-def profile_live(stylizer: Stylizer, code, cfg: BenchConfig, frames: int) -> dict:
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def profile_live(stylizer: Stylizer, code, cfg: BenchConfig, frames: int | None, seconds: float | None = None) -> dict:
+    """``rtstyle live`` from the synthetic source at ``--live-size`` (30 fps) as the command runs it
+    (its CPU/GPU network size, thread budget and smoothing), for ``frames`` frames or ``seconds``
+    (the soak: resident memory sampled every 5 s, latency of the first and last 10 % compared)."""
+    from realtime import options
     from realtime.capture import SyntheticSource
     from realtime.live import Controls, LiveConfig, make_smoother, run_live
 
     h, w = SIZES[cfg.live_size]
+    side = resolve_max_side(cfg.max_side, stylizer.device, "live")
     lcfg = LiveConfig(input=f"synth:{w}x{h}@30", window=False, frames=frames, meter=False,
-                      max_side=cfg.max_side, smooth=cfg.smooth)
+                      max_side=side, smooth=cfg.smooth)
     smoother = make_smoother(lcfg)
     controls = Controls([("bench", code)], smoother)
-    stylizer.warm_up(h, w, cfg.max_side)  # as `live` does
-    source = SyntheticSource(w, h, 30.0)
-    with source:
-        stats = run_live(lcfg, stylizer, source, [], controls=controls)
-    return {"size": f"{w}x{h}", "source_fps": 30.0, "frames": stats.frames, "seconds": stats.seconds,
-            "fps": stats.frames / stats.seconds, "latency_ms_p50": stats.latency(50) * 1e3,
-            "latency_ms_p95": stats.latency(95) * 1e3, "dropped": stats.dropped, "captured": stats.captured,
-            "smooth": smoother.mode if smoother else "none", "engine": stylizer.engine_name}
+    budget = options.thread_budget(options.usable_cores(), stylizer.device.type, codecs=False)  # no sinks
+    stop, rss = threading.Event(), []
+
+    def sample() -> None:
+        while True:
+            rss.append(_rss_mib())
+            if stop.wait(5.0):
+                return
+
+    with options.threads_applied(budget):
+        stylizer.warm_up(h, w, side)  # as `live` does
+        sampler = threading.Thread(target=sample, daemon=True)
+        timer = threading.Timer(seconds, stop.set) if seconds else None
+        with SyntheticSource(w, h, 30.0) as source:
+            sampler.start()
+            if timer:
+                timer.start()
+            stats = run_live(lcfg, stylizer, source, [], controls=controls, stop=stop)
+        stop.set()
+        sampler.join()
+    lat = np.asarray(stats.latencies) * 1e3
+    tenth = max(1, len(lat) // 10)
+    return {"size": f"{w}x{h}", "network_side": side, "source_fps": 30.0, "frames": stats.frames,
+            "seconds": stats.seconds, "fps": stats.frames / stats.seconds,
+            "latency_ms_p50": stats.latency(50) * 1e3, "latency_ms_p95": stats.latency(95) * 1e3,
+            "first_tenth_ms_p95": float(np.percentile(lat[:tenth], 95)),
+            "last_tenth_ms_p95": float(np.percentile(lat[-tenth:], 95)),
+            "rss_mib_start": rss[0], "rss_mib_max": max(rss), "rss_mib_end": rss[-1],
+            "dropped": stats.dropped, "captured": stats.captured, "threads": dataclasses.asdict(budget),
+            "smooth": smoother.mode if smoother else "none", "engine": stylizer.engine_label}
 
 
 def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dict:
@@ -188,7 +224,8 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
     start = machine()
     print(f"rtstyle bench --mode pipeline: {json.dumps(start)}; {note}; backend {backend}", file=sys.stderr)
     stylizer = build_stylizer(net, backend, device)
-    report = {"mode": "pipeline", "machine": start, "weights": note, "stages": [], "convert": None, "live": None}
+    report = {"mode": "pipeline", "machine": start, "weights": note, "stages": [], "convert": None, "live": None,
+              "soak": None}
     with tempfile.TemporaryDirectory(prefix="rtstyle-bench-") as tmp:
         workdir = Path(tmp)
         if "stages" in cfg.parts:
@@ -213,14 +250,25 @@ def run_pipeline(cfg: BenchConfig, encoder=None, decoder=None, code=None) -> dic
             n = cfg.live_frames or (300 if device.type == "cuda" else 10)
             load = [round(x, 2) for x in os.getloadavg()]
             r = report["live"] = {**profile_live(stylizer, code, cfg, n), "loadavg": load}
-            print(f"live {r['size']} synthetic @30 ({r['engine']}, smooth {r['smooth']}): {r['fps']:.2f} frames/s, "
-                  f"latency p50 {r['latency_ms_p50']:.0f} ms p95 {r['latency_ms_p95']:.0f} ms, "
-                  f"dropped {r['dropped']} of {r['captured']}")
+            _print_live("live", r)
+        if "soak" in cfg.parts:
+            load = [round(x, 2) for x in os.getloadavg()]
+            r = report["soak"] = {**profile_live(stylizer, code, cfg, None, cfg.soak_s), "loadavg": load}
+            _print_live("soak", r)
+            print(f"  first 10 % p95 {r['first_tenth_ms_p95']:.0f} ms, last 10 % p95 {r['last_tenth_ms_p95']:.0f} ms; "
+                  f"resident memory {r['rss_mib_start']:.0f} MiB at start, {r['rss_mib_max']:.0f} max, "
+                  f"{r['rss_mib_end']:.0f} at the end")
     report["machine_end"] = machine()
     report["config"] = jsonable(cfg, warmup=warmup, iters=iters, backend=backend)
     if cfg.json_out:
         cfg.json_out.write_text(json.dumps(report, indent=2))
     return report
+
+
+def _print_live(what: str, r: dict) -> None:
+    print(f"{what} {r['size']} synthetic @30, network {r['network_side'] or 'full size'} ({r['engine']}, smooth "
+          f"{r['smooth']}): {r['frames']} frames in {r['seconds']:.0f} s = {r['fps']:.2f} frames/s, latency p50 "
+          f"{r['latency_ms_p50']:.0f} ms p95 {r['latency_ms_p95']:.0f} ms, dropped {r['dropped']} of {r['captured']}")
 
 
 def _print_stages(r: dict) -> None:
