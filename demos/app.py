@@ -62,6 +62,7 @@ from realtime import UserError  # noqa: E402
 from realtime.adain import StyleCode  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
 from realtime.catalog import STYLE_SIZE, Style, StyleCatalog, default_code_cache, thumbnail  # noqa: E402
+from realtime.models import MODELS  # noqa: E402
 from realtime.styles import DEFAULT_STYLE, load_style_image  # noqa: E402
 from realtime.stylizer import StyleSettings, Stylizer, compute_size, resolve_max_side  # noqa: E402
 
@@ -86,6 +87,7 @@ class Visitor:
 
     def __init__(self, style: str = f"builtin:{DEFAULT_STYLE}"):
         self.style = style  # the primary style's key
+        self.model: str | None = None  # the model this visitor chose; None: the served one
         self.uploads: dict[str, tuple[Style, np.ndarray, np.ndarray]] = {}  # key -> (style, RGB, thumbnail)
         self.smoother = None  # realtime.smoothing.TemporalSmoother while smoothing is on
         self.pair: tuple | None = None  # (style, second) of the last live frame: a change resets the smoother
@@ -116,7 +118,8 @@ class StyleDemo:
                  clock: Callable[[], float] = time.monotonic):
         self.cfg, self.clock = cfg, clock
         self.stylizer = stylizer  # one set of engines for every visitor; settings travel with each call
-        self.library = StyleCatalog(stylizer, styles_dir=cfg.styles_dir, cache_dir=code_cache)
+        self.library = StyleCatalog(stylizer, styles_dir=cfg.styles_dir,
+                                    cache_dir=default_code_cache(stylizer) if code_cache == "auto" else code_cache)
         self.library.code(self.library.default)
         side = "full" if cfg.max_side in (0, None) else cfg.max_side
         self.live_side = resolve_max_side(side, stylizer.device, "live")  # the network's size for camera frames
@@ -124,6 +127,37 @@ class StyleDemo:
         stylizer.warm_up(480, 640, self.live_side)  # the frame size most webcams send
         self._map: StyleMap | None = None
         self._map_lock = threading.Lock()
+        self.served = stylizer.network.model if stylizer.network is not None else "served"
+        self._code_cache = code_cache
+        self._models = {self.served: (stylizer, self.library)}
+        self._models_lock = threading.Lock()
+        shipped = [n for n, spec in MODELS.items() if spec.decoder is not None and spec.decoder.is_file()]
+        self.model_names = [self.served] + [n for n in shipped if n != self.served]
+
+    # --- models: the served one, and the other shipped ones, opened on a visitor's first switch
+    def engine(self, name: str | None) -> tuple[Stylizer, StyleCatalog]:
+        """The model's stylizer and style catalogue (codes belong to an encoder), built once and
+        shared by every visitor; same backend and device as the served model."""
+        name = name or self.served
+        with self._models_lock:
+            if name not in self._models:
+                if name not in self.model_names:
+                    raise gr.Error(f"Unknown model {name!r}.")
+                from realtime.models import load_model
+
+                st = load_model(name, backend=self.stylizer.backend, device=self.stylizer.device)
+                cache = (default_code_cache(st) if self._code_cache == "auto" else
+                         None if self._code_cache is None else Path(self._code_cache) / name)
+                catalog = StyleCatalog(st, styles_dir=self.cfg.styles_dir, cache_dir=cache)
+                st.warm_up(480, 640, self.live_side)
+                self._models[name] = (st, catalog)
+            return self._models[name]
+
+    def choose_model(self, visitor: Visitor, name: str):
+        """A visitor switches model: the next frame and file use it (its style codes are its own)."""
+        self.engine(name)  # opened now, before the stream needs it
+        visitor.model, visitor.smoother = name, None
+        return visitor
 
     # --- styles of a visitor
     def styles(self, visitor: Visitor | None) -> list[Style]:
@@ -145,7 +179,7 @@ class StyleDemo:
 
     def _code(self, visitor: Visitor, key: str) -> StyleCode:
         image = visitor.uploads[key][1] if key in visitor.uploads else None
-        return self.library.code(self._style(visitor, key), image)
+        return self.engine(visitor.model)[1].code(self._style(visitor, key), image)
 
     @staticmethod
     def _blends(visitor: Visitor, second: str | None, mix: float) -> bool:
@@ -178,7 +212,7 @@ class StyleDemo:
         except (UserError, ValueError) as e:
             raise gr.Error(str(e).replace(str(path), Path(path).name)) from e
         style = StyleCatalog.upload(rgb, _safe_stem(Path(path).name))
-        self.library.code(style, rgb)
+        self.engine(visitor.model)[1].code(style, rgb)
         visitor.uploads.pop(style.key, None)
         visitor.uploads[style.key] = (style, rgb, thumbnail(Image.fromarray(rgb)))
         while len(visitor.uploads) > MAX_UPLOADED_STYLES:
@@ -221,7 +255,7 @@ class StyleDemo:
         smoother = self._smoother(visitor, float(smooth), pair)
         settings = StyleSettings(code, float(alpha), bool(keep_colour), smoother.stats_filter if smoother else None)
         pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))[None]  # Gradio's are read-only
-        styled = self.stylizer(pixels, settings, self.live_side)[0].numpy()
+        styled = self.engine(visitor.model)[0](pixels, settings, self.live_side)[0].numpy()
         return smoother(frame, styled) if smoother is not None else styled
 
     @staticmethod
@@ -290,7 +324,7 @@ class StyleDemo:
                             max_side=self.file_side, preset=FILE_PRESET)
         try:
             progress(0, desc="Stylizing")
-            res = convert(cfg, self.stylizer, self.mixed_code(visitor, second, mix))
+            res = convert(cfg, self.engine(visitor.model)[0], self.mixed_code(visitor, second, mix))
         except UserError as e:
             raise gr.Error(str(e).replace(str(src), src.name)) from e
         finally:
@@ -374,8 +408,7 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
     """The page, wired to a ``StyleDemo`` (``blocks.style_demo``); launch it with ``launch``."""
     from realtime.smoothing import DEFAULT_STRENGTH
 
-    cache = default_code_cache(stylizer) if code_cache == "auto" else code_cache
-    demo = StyleDemo(stylizer, cfg, code_cache=cache, clock=clock)
+    demo = StyleDemo(stylizer, cfg, code_cache=code_cache, clock=clock)
     first = Visitor()
     gpu = dict(concurrency_limit=cfg.concurrency, concurrency_id=GPU)
     age = int(cfg.cache_age_s)
@@ -392,6 +425,8 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                 upload = gr.Image(type="filepath", sources=["upload"], label="Add your own style (an image)",
                                   height=120, elem_id="style-upload")
                 second = gr.Dropdown(demo.choices(None), value="", label="Blend with a second style", elem_id="second")
+                model = gr.Radio(demo.model_names, value=demo.served, label="Model", elem_id="model",
+                                 visible=len(demo.model_names) > 1)
                 mix = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second style", elem_id="mix")
                 alpha = gr.Slider(0, 1, value=1.0, step=0.05, label="Style strength", elem_id="alpha")
                 keep = gr.Checkbox(False, label="Keep my colours (stylize brightness only)", elem_id="keep")
@@ -430,6 +465,7 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
         upload.upload(demo.add_style, [upload, visitor, second, mix], [gallery, second, visitor, selection, upload],
                       **gpu)
         second.change(demo.describe, [visitor, second, mix], selection)
+        model.change(demo.choose_model, [visitor, model], [visitor], **gpu)
         mix.release(demo.describe, [visitor, second, mix], selection)
         run.click(demo.convert_file, [file_in, visitor, alpha, keep, second, mix],
                   [video_out, photo_out, download, file_status], **gpu)

@@ -182,8 +182,8 @@ def test_a_failing_frame_is_shown_unstyled_logged_once_and_the_stream_goes_on(fr
     def broken(*args, **kwargs):
         raise RuntimeError("engine exploded")
 
-    good = fresh_demo.stylizer
-    monkeypatch.setattr(fresh_demo, "stylizer", broken)
+    good = fresh_demo.engine
+    monkeypatch.setattr(fresh_demo, "engine", lambda name: (broken, fresh_demo.library))
     with caplog.at_level(logging.ERROR, logger="demos.app"):
         for _ in range(3):
             out, readout, cam = live(fresh_demo, visitor)
@@ -191,7 +191,7 @@ def test_a_failing_frame_is_shown_unstyled_logged_once_and_the_stream_goes_on(fr
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].exc_info is not None
     assert "engine exploded" in readout and "3 frames so far" in readout and "goes on" in readout
-    monkeypatch.setattr(fresh_demo, "stylizer", good)
+    monkeypatch.setattr(fresh_demo, "engine", good)
     out, readout, _ = live(fresh_demo, visitor)
     assert np.abs(out.astype(int) - FRAME).mean() > 10 and "⚠" not in readout
 
@@ -203,7 +203,7 @@ def test_the_time_cap_is_wall_clock_and_switches_the_camera_off(fresh_demo, monk
     out, readout, cam = live(fresh_demo, visitor)
     assert isinstance(out, np.ndarray) and "0:01 of live time left" in readout
     calls = []
-    monkeypatch.setattr(fresh_demo, "stylizer", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(fresh_demo, "engine", lambda *a, **k: calls.append(1))
     clock.t += 1.0
     out, readout, cam = live(fresh_demo, visitor)
     assert out == gr.skip() and cam == gr.update(visible=False) and not calls
@@ -485,3 +485,18 @@ def test_every_network_event_shares_one_concurrency_limit(gradio_cache):
     stream = fns["live_frame"]
     assert stream.connection == "stream" and stream.time_limit == 120 and stream.stream_every == app.STREAM_EVERY
     assert blocks.delete_cache == (60, 900)
+
+
+def test_a_visitor_switches_model_and_only_their_frames_change(fresh_demo):
+    """The model switch: the next frame of that visitor goes through MicroAST (its own style
+    codes), while another visitor keeps the served model."""
+    visitor, other = Visitor(), Visitor()
+    before, _, _ = live(fresh_demo, visitor)
+    assert fresh_demo.model_names[0] == fresh_demo.served and "microast" in fresh_demo.model_names
+    fresh_demo.choose_model(visitor, "microast")
+    after, readout, _ = live(fresh_demo, visitor)
+    stylizer, catalog = fresh_demo.engine("microast")
+    assert stylizer.network.model == "microast" and catalog.stylizer is stylizer and "⚠" not in readout
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 5
+    unchanged, _, _ = live(fresh_demo, other)
+    np.testing.assert_array_equal(unchanged, before)
