@@ -26,7 +26,7 @@ temporal smoother, the fps meter, errors already reported, and when the live ses
 after ``time_cap_s`` of wall clock the webcam is switched off with a message (Gradio's own
 ``time_limit`` counts handler time only and then lets the stream queue again).
 
-**Why one file** (~450 lines): it is one page. Its handlers and its layout refer to each other
+**Why one file** (~500 lines): it is one page. Its handlers and its layout refer to each other
 (every control is an input of several handlers), and the reusable parts already live in
 ``realtime`` (the stylizer, the style catalogue, conversion) and ``demos/stylemap.py``.
 

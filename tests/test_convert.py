@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from media import make_audio_only, make_clip, make_not_video, make_truncated, read_back
+from media import kill_when_written, make_audio_only, make_clip, make_not_video, make_truncated, read_back
 from realtime.cli import main
 from realtime.model import Decoder, Widths
 from realtime.weights import save_decoder
@@ -380,13 +380,7 @@ def test_a_killed_conversion_leaves_a_visible_playable_partial_that_the_next_run
     src = make_clip(tmp_path / "in.mp4", frames=150)
     out = tmp_path / "out.mp4"
     args = [str(src), "-o", str(out), "--decoder", str(test_decoder_file), "--max-side", "32", "--preset", "ultrafast"]
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_CONVERT, *args], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    kill_when_written(_KILLED_CONVERT, *args, cwd=ROOT)
     assert not out.exists()
     (partial,) = tmp_path.glob("out.partial-*.mp4")  # beside the output, not hidden
     back = read_back(partial, pixels=False)

@@ -31,7 +31,7 @@ from realtime.live import Controls, LiveConfig, run_live
 from realtime.measure import Meter
 from realtime.sinks import RecordSink, StreamSink, VirtualCameraSink, WindowSink, action_for_key
 from realtime.video import MediaError, SinkError
-from tests.media import make_clip, read_back
+from tests.media import kill_when_written, make_clip, read_back
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -386,13 +386,7 @@ sys.stdin.read()
 
 def test_recording_of_a_killed_process_stays_playable(tmp_path):
     out = tmp_path / "rec.mp4"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    kill_when_written(_KILLED, str(out), cwd=ROOT)
     assert not out.exists()
     (partial,) = tmp_path.glob("rec.partial-*.mp4")  # beside the recording, visible
     back = frames_of(partial)
@@ -415,13 +409,7 @@ sys.stdin.read()
 
 def test_recording_killed_at_one_frame_per_second_keeps_all_but_the_last_two_seconds(tmp_path):
     out = tmp_path / "slow.mp4"
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SLOW, str(out)], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "written"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    kill_when_written(_KILLED_SLOW, str(out), cwd=ROOT)
     (partial,) = tmp_path.glob("slow.partial-*.mp4")
     back = frames_of(partial)
     assert len(back) >= 17  # keyframes every 2 s of capture time, no frames held in the encoder
