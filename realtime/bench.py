@@ -10,8 +10,9 @@ peak GPU memory, and the accuracy of the backend's uint8 output against eager fp
 same real frames (PSNR, mean absolute difference in levels). ``--mode pipeline``: per-stage
 times, file conversion and live latency (``realtime.profiling``).
 
-Backends are ``NAME[-fp32|-fp16][-cudagraphs]``, NAME one of ``engines.ENGINES``: e.g.
-``eager-fp32``, ``eager-fp16`` (CUDA: channels_last), ``compile``, ``compile-cudagraphs``
+Backends are ``NAME[-fp32|-fp16|-bf16|-bf16enc][-cudagraphs]``, NAME one of ``engines.ENGINES``:
+e.g. ``eager-fp32``, ``eager-fp16`` (CUDA: channels_last), ``eager-bf16enc`` (a bf16 encoder
+with an fp32 decoder, one of ``rtstyle``'s CPU candidates, ``realtime.tuning``), ``compile``, ``compile-cudagraphs``
 (the whole step captured in one CUDA graph, replayed into static buffers; outputs are
 cloned, the clone is timed). A plain name uses the engine's default precision. A backend
 that cannot run here is listed as skipped with the reason, never silently dropped.
@@ -141,9 +142,10 @@ def unavailable(v: Variant, device: torch.device) -> str | None:
         return "CUDA graphs need a CUDA device"
     if v.graphs and v.engine == "onnxruntime":
         return "onnxruntime is not a torch engine; CUDA graphs cannot capture it"
-    if v.precision == "bf16" and v.engine == "onnxruntime":
+    bf16 = "bf16" in (v.precision or "")
+    if bf16 and v.engine == "onnxruntime":
         return "onnxruntime runs fp32 (and fp16 on CUDA), not bf16"
-    if v.precision == "bf16" and device.type == "cpu" and not engines.cpu_bf16():
+    if bf16 and device.type == "cpu" and not engines.cpu_bf16():
         return "bf16 on a CPU needs AVX-512 BF16 or AMX (this CPU has neither)"
     return engines.available(device)[v.engine]
 
@@ -311,7 +313,8 @@ def register_cli(sub) -> None:
     p = sub.add_parser("bench", help="time the network or the whole pipeline, with accuracy",
                        description=__doc__.split("\n\n")[1].replace("``", ""))
     p.add_argument("--mode", choices=MODES, default=d["mode"], help="(default: %(default)s)")
-    p.add_argument("--backends", help="comma-separated NAME[-fp32|-fp16][-cudagraphs], NAME of "
+    p.add_argument("--backends", help="comma-separated NAME[-fp32|-fp16|-bf16|-bf16enc][-cudagraphs] "
+                   "(bf16enc: bf16 encoder, fp32 decoder), NAME of "
                    f"{', '.join(engines.ENGINES)} (default: {','.join(BACKENDS['cpu'])} on CPU, "
                    f"{','.join(BACKENDS['cuda'])} on CUDA; pipeline mode: the first one, default auto)")
     p.add_argument("--sizes", default=",".join(d["sizes"]),

@@ -19,9 +19,11 @@ MODES = ("network", "pipeline")
 # (mode, device type) -> (warm-up, timed iterations) when --warmup/--iters are not given.
 COUNTS = {("network", "cuda"): (50, 500), ("network", "cpu"): (3, 10),
           ("pipeline", "cuda"): (10, 100), ("pipeline", "cpu"): (1, 5)}
-BACKENDS = {"cpu": ("eager-fp32", "eager-bf16", "onnxruntime"),
+BACKENDS = {"cpu": ("eager-fp32", "eager-bf16", "eager-bf16enc", "onnxruntime"),
             "cuda": ("eager-fp32", "eager-fp16", "compile", "compile-cudagraphs", "tensorrt", "onnxruntime")}
-FLAGS = ("fp32", "fp16", "bf16", "cudagraphs")
+FLAGS = ("fp32", "fp16", "bf16", "bf16enc", "cudagraphs")
+# Flags that name a precision per part, as Stylizer takes it ("encoder,decoder").
+SPLIT_PRECISIONS = {"bf16enc": "bf16,fp32"}
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,10 @@ class Variant:
 def parse_variant(label: str) -> Variant:
     engine, *flags = label.split("-")
     if engine not in engines.ENGINES or any(f not in FLAGS for f in flags):
-        raise ValueError(f"unknown backend {label!r}: write NAME[-fp32|-fp16|-bf16][-cudagraphs], "
+        raise ValueError(f"unknown backend {label!r}: write NAME[-fp32|-fp16|-bf16|-bf16enc][-cudagraphs], "
                          f"NAME one of {', '.join(engines.ENGINES)}")
-    precision = next((f for f in flags if f in engines.PRECISIONS), None)
+    precision = next((SPLIT_PRECISIONS.get(f, f) for f in flags if f in engines.PRECISIONS or f in SPLIT_PRECISIONS),
+                     None)
     return Variant(label, engine, precision, "cudagraphs" in flags)
 
 

@@ -67,6 +67,8 @@ def test_backend_variants_parse():
     v = bench.parse_variant("compile-cudagraphs")
     assert (v.engine, v.precision, v.graphs) == ("compile", None, True)
     assert bench.parse_variant("eager-fp16").precision == "fp16"
+    assert bench.parse_variant("eager-bf16enc").precision == "bf16,fp32"
+    assert "onnxruntime" in bench.unavailable(bench.parse_variant("onnxruntime-bf16enc"), torch.device("cpu"))
     assert bench.parse_variant("eager") == bench.Variant("eager", "eager", None, False)
     with pytest.raises(ValueError, match="unknown backend"):
         bench.parse_variant("eager-fp8")
