@@ -51,3 +51,25 @@ def test_missing_shared_data_is_one_line_and_exit_1(tmp_path, capsys):
     assert before_after.main(args) == 1
     err = capsys.readouterr().err.strip()
     assert "no shared data" in err and str(tmp_path / "none") in err and "\n" not in err
+
+
+def test_models_side_by_side_one_row_per_style(tmp_path):
+    out = tmp_path / "models.jpg"
+    args = ["--styles", "mosaic", "waves", "--models", "adain-cd16-recon", "microast", "--max-side", "64",
+            "--out", str(out)]
+    assert before_after.main(args) == 0
+    with Image.open(out) as im:
+        size = im.size
+    # 2 rows (styles) x 3 columns (the frame + 2 models)
+    tw = (before_after.WIDTH - 4 * before_after.GAP) // 3
+    th = round(tw * 720 / 1280) + before_after.CAPTION
+    assert size == (before_after.WIDTH, 2 * th + 3 * before_after.GAP)
+    text = out.with_suffix(".txt").read_text()
+    assert "Model: adain-cd16-recon: weights sha256" in text and "Model: microast: weights sha256" in text
+    assert "--models adain-cd16-recon microast" in text
+
+
+def test_unknown_model_is_one_line_and_exit_1(tmp_path, capsys):
+    assert before_after.main(["--styles", "mosaic", "--models", "nope", "--out", str(tmp_path / "x.jpg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nope" in err and "\n" not in err
