@@ -5,7 +5,19 @@ A ``Style`` is a key ("builtin:NAME", "file:NAME" or "upload:SHA"), a label, its
 ``--style`` takes; None for an upload) and a fingerprint of the pixels that get encoded, which
 names its cache file. Codes live under ``default_code_cache(stylizer)``:
 ``$RTSTYLE_CACHE`` or ``$XDG_CACHE_HOME/rtstyle`` / ``style-codes/<encoder digest>``, since a
-style code depends only on the encoder. A corrupt cache file is recomputed, never trusted.
+style code depends only on the encoder (not the decoder: two models that share an encoder share
+codes). Thumbnails do not depend on any weights: ``style-thumbs/`` beside them. A corrupt cache
+file is recomputed, never trusted.
+
+**The index** (``StyleCatalog.index``, ``rtstyle styles --index DIR``, and ``rtstyle serve`` in
+the background at start-up): every style's code and thumbnail computed ahead, so a gallery of
+hundreds of styles and its map are ready when the doors open. Styles are encoded at
+``STYLE_SIZE`` = 256 px on the shorter side (one encoder pass; AdaIN's own training crops were
+256 px): on a loaded 2-core CPU a 256 px style costs ~30 ms with the distilled encoder, a 512 px
+one ~135 ms (``rtstyle convert -s`` still encodes at 512). The index runs the encoder on one
+thread: these small convolutions gain nothing from a second thread on a busy machine and lose
+up to 10x when the other core is taken.
+
 Used by the browser demo; anything that switches between many styles can use it.
 """
 from __future__ import annotations
@@ -17,9 +29,11 @@ import os
 import secrets
 import tempfile
 import threading
-from collections import OrderedDict
+import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -33,7 +47,7 @@ from realtime.stylizer import Stylizer
 log = logging.getLogger(__name__)
 
 THUMB = 128  # gallery thumbnail side, px
-STYLE_SIZE = 512  # style images are encoded with this shorter side (as rtstyle convert does)
+STYLE_SIZE = 256  # style images are encoded with this shorter side (see the module docstring)
 CODE_CACHE = 1024  # style codes kept in memory (4 KB each at full width)
 STYLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -44,6 +58,36 @@ def default_code_cache(stylizer: Stylizer) -> Path | None:
 
     key = stylizer.network.encoder_digest if stylizer.network is not None else None
     return cache_dir() / "style-codes" / key if key else None
+
+
+def default_thumb_cache() -> Path:
+    """``<cache>/style-thumbs``: gallery thumbnails of style files (no weights involved)."""
+    from engines.cache import cache_dir
+
+    return cache_dir() / "style-thumbs"
+
+
+def style_labels(paths: list[Path]) -> list[str]:
+    """Readable, distinct gallery labels for style files named ``<source-tag>__<stem>.jpg``:
+    the stem with spaces; where the stem is only digits or a generic word with a number
+    ("0", "style-0", "sty-00") or two files share it, the source tag leads ("msg 0")."""
+    import re
+
+    def plain(p: Path) -> tuple[str, str]:
+        tag, sep, stem = p.stem.partition("__")
+        return (tag if sep else ""), (stem if sep else tag).replace("_", " ").strip()
+
+    parts = [plain(p) for p in paths]
+    counts = Counter(stem.lower() for _, stem in parts)
+    generic = re.compile(r"^(?:(?:style|sty|img|image|s|content|art)[ -]?)?\d*$", re.IGNORECASE)
+    labels = [f"{tag} {stem}".strip() if tag and (counts[stem.lower()] > 1 or generic.match(stem)) else stem or tag
+              for tag, stem in parts]
+    seen: Counter = Counter()
+    out = []
+    for label in labels:  # still equal (same tag and stem in another case): number them
+        seen[label.lower()] += 1
+        out.append(label if seen[label.lower()] == 1 else f"{label} ({seen[label.lower()]})")
+    return out
 
 
 @dataclass(frozen=True)
@@ -71,8 +115,9 @@ class StyleCatalog:
     ``cache_dir`` is given a file per code there (a corrupt one is recomputed, never trusted).
     """
 
-    def __init__(self, stylizer: Stylizer, *, styles_dir: Path | None = None, cache_dir: Path | None = None):
-        self.stylizer, self.cache_dir = stylizer, cache_dir
+    def __init__(self, stylizer: Stylizer, *, styles_dir: Path | None = None, cache_dir: Path | None = None,
+                 thumb_dir: Path | None = None):
+        self.stylizer, self.cache_dir, self.thumb_dir = stylizer, cache_dir, thumb_dir
         self._codes: OrderedDict[str, StyleCode] = OrderedDict()
         self._lock = threading.Lock()
         self._files = tempfile.TemporaryDirectory(prefix="rtstyle-gallery-")  # removed with the library
@@ -94,19 +139,72 @@ class StyleCatalog:
         self.thumbs[style.key], self._paths[style.key] = thumb, str(path)
 
     def _add_dir(self, folder: Path) -> None:
+        paths = []
         for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in STYLE_SUFFIXES):
             if "," in str(path.resolve()):  # a comma separates styles in a --style string
                 log.warning("styles: skipping %s: commas in style paths are not supported", path)
                 continue
+            paths.append(path)
+        for path, label in zip(paths, style_labels(paths)):
+            st = path.stat()
+            style = Style(f"file:{path.name}", label, str(path.resolve()),
+                          f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}")
             try:
-                thumb = file_thumbnail(path)
+                thumb = self._thumbnail(style, path)
             except (OSError, ValueError) as e:
                 log.warning("styles: skipping %s: not a readable image (%s)", path, e)
                 continue
-            st = path.stat()
-            label = path.stem.split("__", 1)[-1].replace("_", " ")
-            self._add(Style(f"file:{path.name}", label, str(path.resolve()),
-                            f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}"), thumb)
+            self._add(style, thumb)
+
+    def _thumbnail(self, style: Style, path: Path) -> np.ndarray:
+        """A file's thumbnail, from ``thumb_dir`` when it holds one for these bytes (else made
+        and stored there)."""
+        cached = None
+        if self.thumb_dir is not None:
+            cached = self.thumb_dir / (hashlib.sha256(style.fingerprint.encode()).hexdigest()[:32] + ".png")
+            if cached.is_file():
+                try:
+                    with Image.open(cached) as im:
+                        thumb = np.asarray(im.convert("RGB")).copy()
+                    if thumb.shape == (THUMB, THUMB, 3):
+                        return thumb
+                except (OSError, ValueError) as e:
+                    log.warning("style cache: %s is unreadable (%s); recomputing it", cached, e)
+        thumb = file_thumbnail(path)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{secrets.token_hex(4)}.tmp")
+            Image.fromarray(thumb).save(tmp, format="PNG")
+            os.replace(tmp, cached)
+        return thumb
+
+    def ready(self, style: Style) -> bool:
+        """True when the style's code is in memory or on disk (no encoding needed)."""
+        path = self._file(style)
+        return style.key in self._codes or (path is not None and path.is_file())
+
+    def index(self, progress: Callable[[int, int, float], None] | None = None, *,
+              every_s: float = 5.0) -> "IndexReport":
+        """Every gallery style's code, computed now where it is not cached (the index built
+        ahead). ``progress(done, total, seconds)`` is called at most every ``every_s`` seconds
+        and at the end. A style that fails to encode is logged and skipped."""
+        t0 = last = time.perf_counter()
+        encoded = failed = 0
+        total = len(self.styles)
+        for i, style in enumerate(self.styles):
+            cached = self.ready(style)
+            try:
+                self.code(style)
+            except (OSError, ValueError) as e:  # ImageError is a ValueError
+                log.warning("styles: %s cannot be encoded (%s); it is skipped", style.source, e)
+                failed += 1
+                continue
+            encoded += not cached
+            now = time.perf_counter()
+            if progress is not None and (now - last >= every_s or i + 1 == total):
+                progress(i + 1, total, now - t0)
+                last = now
+        return IndexReport(total, encoded, failed, time.perf_counter() - t0)
 
     def gallery_item(self, style: Style) -> tuple[str, str]:
         return self._paths[style.key], style.label
@@ -163,4 +261,30 @@ class StyleCatalog:
         os.replace(tmp, path)
 
 
-# ----------------------------------------------------------------------------- per visitor
+@dataclass(frozen=True)
+class IndexReport:
+    styles: int
+    encoded: int  # computed now (the rest came from the cache)
+    failed: int
+    seconds: float
+
+
+def index_command(styles_dir: Path, stylizer: Stylizer) -> IndexReport:
+    """``rtstyle styles --index DIR``: the codes (for this stylizer's encoder) and thumbnails of
+    every image in ``styles_dir`` and the built-ins, into the cache ``rtstyle serve`` reads."""
+    if not Path(styles_dir).is_dir():
+        raise ValueError(f"--index {styles_dir}: not a directory")
+    code_dir = default_code_cache(stylizer)
+    torch.set_num_threads(1)  # see the module docstring
+    t0 = time.perf_counter()
+    catalog = StyleCatalog(stylizer, styles_dir=Path(styles_dir), cache_dir=code_dir, thumb_dir=default_thumb_cache())
+    log.info("styles: %d styles, thumbnails ready in %.1f s; encoding into %s", len(catalog.styles),
+             time.perf_counter() - t0, code_dir)
+    report = catalog.index(lambda done, total, s: log.info("styles: %d/%d encoded or cached (%.0f s)",
+                                                           done, total, s))
+    report = dataclasses.replace(report, seconds=time.perf_counter() - t0)  # thumbnails included
+    log.info("styles: index of %d styles ready in %.1f s (%d encoded now, %d from the cache, %d failed)",
+             report.styles, report.seconds, report.encoded, report.styles - report.encoded - report.failed,
+             report.failed)
+    return report
+

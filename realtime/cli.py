@@ -63,6 +63,10 @@ def _add_styles(sub) -> None:
     p.add_argument("--inspect", metavar="IMAGE", help="describe an image (or built-in) used as a style")
     p.add_argument("--render", type=Path, metavar="DIR", help="write every built-in style as a PNG into DIR")
     p.add_argument("--size", type=int, default=512, help="size of rendered styles (default: %(default)s)")
+    p.add_argument("--index", type=Path, metavar="DIR",
+                   help="compute ahead the codes (for --model's encoder) and thumbnails of every image in DIR, "
+                        "into the cache that `rtstyle serve --styles-dir DIR` reads")
+    add_model_args(p)
     p.set_defaults(func=_run_styles)
 
 
@@ -70,6 +74,13 @@ def _run_styles(args) -> int:
     from realtime.images import read_image, write_image
     from realtime.styles import BUILTINS, DEFAULT_STYLE, describe_style, load_style_image
 
+    if args.index:
+        from realtime.catalog import index_command
+
+        report = index_command(args.index, open_stylizer(args))
+        print(f"rtstyle: {report.styles} styles indexed in {report.seconds:.1f} s ({report.encoded} encoded, "
+              f"{report.failed} failed)", file=sys.stderr)
+        return EXIT_ERROR if report.failed else 0
     if args.inspect:
         image = BUILTINS[args.inspect](args.size) if args.inspect in BUILTINS else read_image(args.inspect)
         for key, value in describe_style(image).items():
