@@ -1,20 +1,24 @@
 """The style map: the gallery's styles laid out in 2-D by t-SNE of their AdaIN style codes,
-drawn as thumbnails; a click on the map picks one style or a blend of two.
+drawn as named thumbnails on a grid; a click on the map picks one style or a blend of two.
 
 The layout (from the seed talk's t-SNE section): each style is its ``StyleCode`` (relu4_1
 channel means and stds), standardized per channel and reduced by PCA to at most 50
 dimensions, then embedded by exact t-SNE (van der Maaten & Hinton, JMLR 2008) with a fixed
-seed, so the same styles always give the same map.
+seed, so the same styles always give the same map. ``layout`` then snaps the embedding to a
+grid of ``THUMB`` px thumbnails (each style takes the free cell nearest to its t-SNE place),
+so with hundreds of styles no thumbnail hides another and each has its name under it: on a
+phone there is no hover. The page shows the map at this size and scrolls it.
 
 Why a t-SNE of our own rather than scikit-learn: the map has a few hundred points, where
 exact t-SNE is a few numpy lines per iteration (O(N^2): 430 styles x 1000 iterations take
 seconds); scikit-learn with scipy would add ~100 MB to the demo extra for one function.
 
-Click rule (``pick``): a click within a thumbnail's half-width of its centre selects that
-style alone. Anywhere else the two nearest styles are blended, each weighted by the inverse
-of its distance to the click: the second style's weight is ``d1 / (d1 + d2)`` (at most 0.5,
-the nearer style stays primary). A click on the segment between two styles blends them in
-proportion to where it lands; ``blend_point`` is the inverse, used to mark the current mix.
+Click rule (``pick``): a click on a thumbnail (or its name) selects that style alone, and so
+does a click nearer one style than 0.6 of the distance to the next. Only a click clearly
+between two styles (in the gap between their thumbnails) blends them, each weighted by the
+inverse of its distance to the click: the second style's weight is ``d1 / (d1 + d2)``, in
+(0.375, 0.5]; the nearer style stays primary. ``blend_point`` is the inverse, used to mark
+the current mix.
 
 Data contract: codes are ``StyleCode``s (C,) float32; thumbnails ``(h, w, 3) uint8 RGB``;
 points and clicks are ``(x, y)`` pixel coordinates of the rendered map.
@@ -24,13 +28,20 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from realtime.adain import StyleCode
 
 SEED = 0
 BACKGROUND = (246, 245, 242)
 MARK = (220, 40, 40)
+THUMB = 64  # thumbnail side on the map, px
+GAP = 14  # between thumbnails, px
+LABEL = 14  # height of the name under a thumbnail, px
+CELL = (THUMB + GAP, THUMB + LABEL + GAP)  # (width, height) of a grid cell
+SLACK = 1.25  # grid cells per style: room for the t-SNE shape
+NEAREST = 0.6  # a click nearer one style than this share of the distance to the next selects it
+MAP_WIDTH = 24 * CELL[0]  # the widest map (about 24 columns), px
 
 
 # ----------------------------------------------------------------------------- t-SNE
@@ -108,33 +119,64 @@ def tsne(x: np.ndarray, *, perplexity: float = 30.0, iterations: int = 1000, see
 # ----------------------------------------------------------------------------- canvas
 
 
-def place(embedding: np.ndarray, size: tuple[int, int], thumb: int) -> np.ndarray:
-    """(N, 2) embedding -> (N, 2) pixel centres on a ``size = (width, height)`` canvas, each
-    axis stretched to fill it with a margin of ``thumb / 2 + 4`` pixels."""
-    w, h = size
-    margin = thumb / 2 + 4
-    e = np.asarray(embedding, dtype=np.float64)
-    lo, span = e.min(axis=0), np.ptp(e, axis=0)
+def layout(embedding: np.ndarray) -> tuple[np.ndarray, tuple[int, int], int]:
+    """(N, 2) embedding -> ((N, 2) pixel centres of the thumbnails, canvas (width, height), thumb).
+
+    A grid of about ``SLACK * N`` cells, as square as ``MAP_WIDTH`` allows; the embedding is
+    stretched over it and each style, in turn from the densest part outwards, takes the free
+    cell nearest its place (deterministic)."""
+    e = np.asarray(embedding, dtype=np.float64).reshape(-1, 2)
+    n = len(e)
+    cols = int(np.clip(np.ceil(np.sqrt(SLACK * max(n, 1))), 1, MAP_WIDTH // CELL[0]))
+    rows = max(1, int(np.ceil(SLACK * max(n, 1) / cols)))
+    lo, span = e.min(axis=0) if n else np.zeros(2), np.ptp(e, axis=0) if n else np.ones(2)
     unit = np.where(span > 0, (e - lo) / np.where(span > 0, span, 1.0), 0.5)
-    return np.stack([margin + unit[:, 0] * (w - 2 * margin), margin + unit[:, 1] * (h - 2 * margin)], axis=1)
+    want = unit * [cols - 1, rows - 1]
+    cells = np.stack(np.meshgrid(np.arange(cols), np.arange(rows)), axis=-1).reshape(-1, 2).astype(np.float64)
+    free = np.ones(len(cells), dtype=bool)
+    centre = want.mean(axis=0) if n else np.zeros(2)
+    taken = np.zeros((n, 2))
+    for i in np.argsort(np.linalg.norm(want - centre, axis=1), kind="stable"):
+        d = np.linalg.norm(cells - want[i], axis=1)
+        d[~free] = np.inf
+        j = int(np.argmin(d))
+        free[j] = False
+        taken[i] = cells[j]
+    points = np.stack([(taken[:, 0] + 0.5) * CELL[0], taken[:, 1] * CELL[1] + GAP / 2 + THUMB / 2], axis=1)
+    return points, (cols * CELL[0], rows * CELL[1]), THUMB
 
 
-def thumb_size(n: int, size: tuple[int, int]) -> int:
-    """Thumbnail side for ``n`` styles on a canvas: about 60 % of the spacing of a grid, 28..96 px."""
-    return int(np.clip(0.6 * np.sqrt(size[0] * size[1] / max(n, 1)), 28, 96))
+def _font(size: int = 11):
+    try:
+        return ImageFont.load_default(size)
+    except (OSError, TypeError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default()
 
 
-def render(thumbs: Sequence[np.ndarray], points: np.ndarray, size: tuple[int, int], thumb: int) -> np.ndarray:
-    """Thumbnails (square-cropped to ``thumb`` px, thin frame) centred on ``points`` ->
-    the map, (height, width, 3) uint8 RGB."""
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def render(thumbs: Sequence[np.ndarray], points: np.ndarray, size: tuple[int, int], thumb: int,
+           labels: Sequence[str] | None = None) -> np.ndarray:
+    """Thumbnails (square-cropped to ``thumb`` px, thin frame) centred on ``points``, each with
+    its name under it -> the map, (height, width, 3) uint8 RGB."""
     canvas = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    for img, (x, y) in zip(thumbs, points):
+    font = _font()
+    for i, (img, (x, y)) in enumerate(zip(thumbs, points)):
         tile = ImageOps.fit(Image.fromarray(img), (thumb, thumb), Image.Resampling.LANCZOS)
         left, top = round(x - thumb / 2), round(y - thumb / 2)
         draw.rectangle((left - 2, top - 2, left + thumb + 1, top + thumb + 1), fill=(255, 255, 255),
                        outline=(150, 150, 150))
         canvas.paste(tile, (left, top))
+        if labels is not None:
+            text = _fit(draw, labels[i], font, thumb + GAP - 2)
+            draw.text((x, top + thumb + 3), text, fill=(40, 40, 40), font=font, anchor="mt")
     return np.asarray(canvas).copy()
 
 
@@ -164,17 +206,21 @@ def mark(base: np.ndarray, points: np.ndarray, thumb: int, primary: int | None,
     return np.asarray(canvas).copy()
 
 
-def pick(points: np.ndarray, xy: tuple[float, float], radius: float) -> tuple[int, int | None, float]:
+def pick(points: np.ndarray, xy: tuple[float, float], thumb: float) -> tuple[int, int | None, float]:
     """A click at ``xy`` -> (primary index, second index or None, weight of the second in [0, 0.5]).
 
-    Within ``radius`` of the nearest centre: that style alone. Otherwise the two nearest,
+    On a thumbnail of side ``thumb`` (its name under it included), or nearer one centre than
+    ``NEAREST`` of the distance to the next: that style alone. Otherwise the two nearest,
     blended by inverse distance: weight of the second = d1 / (d1 + d2)."""
     if len(points) == 0:
         raise ValueError("the map has no styles")
-    d = np.hypot(points[:, 0] - xy[0], points[:, 1] - xy[1])
+    x, y = float(xy[0]), float(xy[1])
+    d = np.hypot(points[:, 0] - x, points[:, 1] - y)
     order = np.argsort(d, kind="stable")
     first = int(order[0])
-    if len(points) == 1 or d[first] <= radius:
+    dx, dy = x - points[first, 0], y - points[first, 1]
+    on_tile = abs(dx) <= thumb / 2 + 2 and -thumb / 2 - 2 <= dy <= thumb / 2 + LABEL
+    if len(points) == 1 or on_tile or d[first] < NEAREST * d[int(order[1])]:
         return first, None, 0.0
     second = int(order[1])
     return first, second, float(d[first] / (d[first] + d[second]))

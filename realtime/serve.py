@@ -35,13 +35,17 @@ class ServeConfig:
                       "Gradio's tunnel binary, which needs internet access)")
     auth: str | None = opt(None, "require this login (required with --share)", metavar="USER:PASSWORD")
     styles_dir: Path | None = opt(None, "add every image in DIR to the style gallery (default: built-in "
-                                  "styles only; e.g. ../shared/data/styles). Their codes are computed when "
-                                  "first used and cached on disk", type=Path, metavar="DIR")
+                                  "styles only; e.g. ../shared/data/styles). Their codes and thumbnails come "
+                                  "from the cache `rtstyle styles --index DIR` fills; what is missing is "
+                                  "computed in the background at start-up", type=Path, metavar="DIR")
     max_upload_mb: float = opt(50.0, "largest file a visitor may upload", metavar="MB")
     max_duration_s: float = opt(30.0, "longest video the file tab converts", metavar="S")
-    concurrency: int = opt(2, "live streams, conversions and style encodings run at once on the "
-                           "accelerator; more visitors wait in a queue that shows their place", metavar="N")
-    time_cap_s: float = opt(300.0, "live-stream seconds per visitor session, wall clock", metavar="S")
+    concurrency: int = opt(2, "visitors whose camera is stylized at once; the others wait in a line "
+                           "that tells them their place and their longest wait", metavar="N")
+    jobs: int = opt(1, "file conversions, style uploads and model switches run at once, beside (never "
+                    "behind) the live cameras; more wait in their own queue", metavar="N")
+    time_cap_s: float = opt(300.0, "live seconds per visit, wall clock; a script calling the live "
+                            "endpoint gets the same cap per address", metavar="S")
     max_side: int | str | None = opt("auto", "run the network with the longer side at most N pixels; 'full' "
                                      "(or 0) for the full frame; 'auto': on a CPU the live size of `rtstyle "
                                      "live` for the camera and convert's for files, full size on a GPU",
@@ -66,8 +70,9 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
         raise ValueError("--share publishes the demo on a public URL: it needs --auth USER:PASSWORD")
     if not 1 <= cfg.port <= 65535:
         raise ValueError(f"--port must be in 1..65535, got {cfg.port}")
-    if cfg.concurrency < 1:
-        raise ValueError(f"--concurrency must be >= 1, got {cfg.concurrency}")
+    for name in ("concurrency", "jobs"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("max_upload_mb", "max_duration_s", "time_cap_s", "cache_age_s"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")

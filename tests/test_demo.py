@@ -84,12 +84,12 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def demo() -> StyleDemo:
     """Shared by tests that only read it (each test makes its own Visitor)."""
-    return StyleDemo(visible_stylizer(), ServeConfig(max_side=64), code_cache=None, clock=FakeClock())
+    return StyleDemo(visible_stylizer(), ServeConfig(max_side=64, concurrency=1000), code_cache=None, clock=FakeClock())
 
 
 @pytest.fixture
 def fresh_demo() -> StyleDemo:
-    return StyleDemo(visible_stylizer(), ServeConfig(max_side=64, time_cap_s=60), code_cache=None,
+    return StyleDemo(visible_stylizer(), ServeConfig(max_side=64, time_cap_s=60, concurrency=1000), code_cache=None,
                      clock=FakeClock())
 
 
@@ -104,40 +104,56 @@ def live(demo, visitor, *, alpha=1.0, keep=False, smooth=0.0, second="", weight=
 
 
 def test_frame_handler_returns_a_stylized_frame_of_the_same_shape(demo):
-    out, readout, cam = live(demo, Visitor())
+    out, status, readout, cam = live(demo, Visitor())
     assert out.shape == FRAME.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - FRAME).mean() > 10  # not the camera frame
     assert cam == gr.skip()
-    assert "camera 320×240, network 64×48" in readout and "live time left" in readout
+    assert "camera 320×240, network 64×48" in readout and "of your turn left" in status
 
 
 def test_readout_reports_fps_and_latency(demo):
     visitor = Visitor()
     for _ in range(3):
         demo.clock.t += 0.1
-        _, readout, _ = live(demo, visitor)
+        _, _, readout, _ = live(demo, visitor)
     assert "9.9 fps" in readout or "10.0 fps" in readout
     assert "p50" in readout and "p95" in readout and " ms" in readout
 
 
+def test_the_readout_shows_numbers_at_a_slow_rate_over_the_last_frames(demo):
+    """Below 0.5 fps (a loaded CPU, a big network) the rate is measured over the last frames,
+    not a time window that never holds two of them."""
+    visitor = Visitor()
+    _, _, readout, _ = live(demo, visitor)
+    assert "first frame" in readout
+    for _ in range(3):
+        demo.clock.t += 3.0
+        _, _, readout, _ = live(demo, visitor)
+    assert "**0.33 fps**" in readout and "last 4 frames" in readout
+    for _ in range(app.READOUT_FRAMES + 5):
+        demo.clock.t += 0.5
+        _, _, readout, _ = live(demo, visitor)
+    assert "**2.0 fps**" in readout and f"last {app.READOUT_FRAMES} frames" in readout
+
+
 def test_switching_style_changes_the_next_frame_and_back(demo):
     visitor = Visitor()
-    first, _, _ = live(demo, visitor)
+    first, _, _, _ = live(demo, visitor)
     index = [s.key for s in demo.styles(visitor)].index("builtin:ember")
     visitor, text = demo.select_style(visitor, "", 0.5, select(index))
     assert visitor.style == "builtin:ember" and "ember" in text
-    other, _, _ = live(demo, visitor)
+    other, _, _, _ = live(demo, visitor)
     assert np.abs(other.astype(int) - first).mean() > 2
     visitor.style = "builtin:mosaic"
-    again, _, _ = live(demo, visitor)
+    again, _, _, _ = live(demo, visitor)
     np.testing.assert_array_equal(again, first)
 
 
 def test_alpha_and_colour_controls_apply_to_the_next_frame(demo):
     visitor = Visitor("builtin:ember")
-    full, _, _ = live(demo, visitor)
-    none, _, _ = live(demo, visitor, alpha=0.0)
-    kept, _, _ = live(demo, visitor, keep=True)
+    full, _, _, _ = live(demo, visitor)
+    none, _, _, _ = live(demo, visitor, alpha=0.0)
+    kept, _, _, _ = live(demo, visitor, keep=True)
     assert np.abs(none.astype(int) - full).mean() > 2 and np.abs(kept.astype(int) - full).mean() > 2
 
 
@@ -153,8 +169,8 @@ def test_mix_endpoints_equal_the_pure_styles_and_the_middle_interpolates(demo):
     torch.testing.assert_close(mid.mean, 0.75 * a.mean + 0.25 * b.mean)
     torch.testing.assert_close(mid.std, 0.75 * a.std + 0.25 * b.std)
     # and on the frames: the far end of the slider is the second style itself
-    blended, _, _ = live(demo, visitor, second="builtin:ink", weight=1.0)
-    pure, _, _ = live(demo, Visitor("builtin:ink"))
+    blended, _, _, _ = live(demo, visitor, second="builtin:ink", weight=1.0)
+    pure, _, _, _ = live(demo, Visitor("builtin:ink"))
     np.testing.assert_array_equal(blended, pure)
     assert demo.describe(visitor, "builtin:ink", 0.25) == "Style: **mosaic** 75 % + **ink** 25 %"
 
@@ -184,30 +200,36 @@ def test_a_failing_frame_is_shown_unstyled_logged_once_and_the_stream_goes_on(fr
 
     good = fresh_demo.engine
     monkeypatch.setattr(fresh_demo, "engine", lambda name: (broken, fresh_demo.library))
-    with caplog.at_level(logging.ERROR, logger="demos.app"):
+    with caplog.at_level(logging.DEBUG, logger="demos.booth"):
         for _ in range(3):
-            out, readout, cam = live(fresh_demo, visitor)
+            out, status, readout, cam = live(fresh_demo, visitor)
             np.testing.assert_array_equal(out, FRAME)
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and errors[0].exc_info is not None
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].exc_info is None and "engine exploded" in lines[0].getMessage()
+    ref = lines[0].getMessage().split("[ref ")[1][:6]
+    debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(debug) == 1 and debug[0].exc_info is not None and ref in debug[0].getMessage()
     assert "engine exploded" in readout and "3 frames so far" in readout and "goes on" in readout
     monkeypatch.setattr(fresh_demo, "engine", good)
-    out, readout, _ = live(fresh_demo, visitor)
+    out, _, readout, _ = live(fresh_demo, visitor)
     assert np.abs(out.astype(int) - FRAME).mean() > 10 and "⚠" not in readout
 
 
 def test_the_time_cap_is_wall_clock_and_switches_the_camera_off(fresh_demo, monkeypatch):
     visitor, clock = Visitor(), fresh_demo.clock
     live(fresh_demo, visitor)
-    clock.t += 59.0
-    out, readout, cam = live(fresh_demo, visitor)
-    assert isinstance(out, np.ndarray) and "0:01 of live time left" in readout
+    for _ in range(59):  # a frame a second: the seat stays taken
+        clock.t += 1.0
+        out, status, readout, cam = live(fresh_demo, visitor)
+    assert isinstance(out, np.ndarray) and "0:01 of your turn left" in status
     calls = []
     monkeypatch.setattr(fresh_demo, "engine", lambda *a, **k: calls.append(1))
     clock.t += 1.0
-    out, readout, cam = live(fresh_demo, visitor)
+    out, status, readout, cam = live(fresh_demo, visitor)
     assert out == gr.skip() and cam == gr.update(visible=False) and not calls
-    assert "time is up" in readout and "Reload" in readout
+    assert "turn is over" in status and "Reload" in status
+    clock.t += 30.0  # still over: the camera stays off for this visit
+    assert live(fresh_demo, visitor)[3] == gr.update(visible=False)
 
 
 def test_visitors_share_the_engines_but_not_the_settings(demo):
@@ -241,7 +263,7 @@ def test_gallery_holds_builtins_then_the_styles_dir(tmp_path, caplog):
     assert [s.label for s in demo.library.styles[-2:]] == ["blue waves", "starry"]
     assert "commas" in caplog.text and "broken.png" in caplog.text
     assert len(demo.gallery(None)) == len(keys) and demo.choices(None)[0] == ("none", "")
-    out, _, _ = live(demo, Visitor("file:b__starry.jpg"))
+    out, _, _, _ = live(demo, Visitor("file:b__starry.jpg"))
     assert out.shape == FRAME.shape
 
 
@@ -249,14 +271,16 @@ def test_an_uploaded_style_is_encoded_selected_and_private(demo, tmp_path):
     visitor, other = Visitor(), Visitor()
     path = tmp_path / "my painting.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(path)
-    gallery, second, visitor, text, cleared = demo.add_style(str(path), visitor, "", 0.5)
+    gallery, second, visitor, text, cleared, note = demo.add_style(str(path), visitor, "", 0.5)
     key = visitor.style
-    assert key.startswith("upload:") and cleared is None and "my_painting" in text
-    assert gallery["selected_index"] == len(demo.library.styles) and len(gallery["value"]) == len(demo.library.styles) + 1
+    assert key.startswith("upload:") and cleared is None and "my_painting" in text and "first" in note
+    # first in the gallery (in sight with hundreds of styles), and selected
+    assert gallery["selected_index"] == 0 and len(gallery["value"]) == len(demo.library.styles) + 1
+    assert gallery["value"][0][1] == "my_painting"
     assert ("my_painting", key) in second["choices"]
     assert key in demo.library._codes  # encoded once, now
     assert len(demo.gallery(other)) == len(demo.library.styles)  # other visitors do not see it
-    out, _, _ = live(demo, visitor)
+    out, _, _, _ = live(demo, visitor)
     assert np.abs(out.astype(int) - live(demo, Visitor())[0]).mean() > 1
     for i in range(app.MAX_UPLOADED_STYLES):
         Image.fromarray(np.full((32, 32, 3), 20 * i, np.uint8)).save(tmp_path / f"s{i}.png")
@@ -264,12 +288,41 @@ def test_an_uploaded_style_is_encoded_selected_and_private(demo, tmp_path):
     assert len(visitor.uploads) == app.MAX_UPLOADED_STYLES and key not in visitor.uploads
 
 
-def test_an_unreadable_style_upload_is_a_clear_error(demo, tmp_path):
-    bad = tmp_path / "x.png"
-    bad.write_bytes(b"nope")
-    with pytest.raises(gr.Error, match="x.png") as e:
-        demo.add_style(str(bad), Visitor(), "", 0.5)
-    assert str(tmp_path) not in str(e.value)
+def bomb_png(path: Path, side: int = 15_000) -> Path:
+    """A valid PNG header declaring ``side`` x ``side`` pixels (225 MP for 15000) and a tiny body:
+    what a decompression bomb looks like before anything is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def truncated_png(path: Path) -> Path:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:400])
+    return path
+
+
+@pytest.mark.parametrize("case", ["text", "bomb", "truncated"])
+def test_a_bad_style_upload_is_one_line_and_changes_nothing_else(demo, tmp_path, case, caplog):
+    bad = {"text": lambda: (tmp_path / "x.png").write_text("hello") and tmp_path / "x.png",
+           "bomb": lambda: bomb_png(tmp_path / "x.png"),
+           "truncated": lambda: truncated_png(tmp_path / "x.png"),
+           }[case]()
+    visitor = Visitor()
+    with caplog.at_level(logging.WARNING, logger="demos.booth"):
+        gallery, second, same, text, cleared, note = demo.add_style(str(bad), visitor, "", 0.5)
+    assert (gallery, second, text) == (gr.skip(),) * 3 and same is visitor and not visitor.uploads
+    assert cleared is None  # the upload box is ready for another try
+    assert note.startswith("⚠") and "x.png" in note and str(tmp_path) not in note and "(ref " in note
+    assert {"text": "not a picture", "bomb": "15000x15000 pixels", "truncated": "truncated"}[case] in note
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is None
 
 
 def test_style_codes_are_cached_on_disk_and_a_corrupt_file_is_recomputed(tmp_path, caplog):
@@ -329,7 +382,7 @@ def test_photo_round_trip(demo, tmp_path, gradio_cache):
     assert np.asarray(Image.open(download)).shape == (60, 90, 3)
 
 
-@pytest.mark.parametrize("case", ["too_long", "too_big", "not_media", "nothing"])
+@pytest.mark.parametrize("case", ["too_long", "too_big", "not_media", "nothing", "bomb", "text_as_png"])
 def test_file_limits_are_clear_errors(tmp_path, gradio_cache, case):
     demo = StyleDemo(visible_stylizer(), ServeConfig(max_side=64, max_duration_s=1.0, max_upload_mb=0.02),
                      code_cache=None)
@@ -338,14 +391,18 @@ def test_file_limits_are_clear_errors(tmp_path, gradio_cache, case):
         "too_big": lambda: make_clip(tmp_path / "big.mp4", frames=20, width=320, height=240),  # ~30 KB
         "not_media": lambda: (tmp_path / "notes.mp4").write_bytes(b"hello" * 100) and tmp_path / "notes.mp4",
         "nothing": lambda: None,
+        "bomb": lambda: bomb_png(tmp_path / "huge.png"),
+        "text_as_png": lambda: (tmp_path / "notes.png").write_text("hello") and tmp_path / "notes.png",
     }[case]()
     if case == "too_big":
         assert src.stat().st_size > 0.02 * 2**20
     message = {"too_long": "lasts 2.0 s; the limit is 1 s", "too_big": "the limit is 0.02 MB",
-               "not_media": "notes.mp4", "nothing": "Upload a video or a photo first"}[case]
-    with pytest.raises(gr.Error, match=message) as e:
-        demo.convert_file(str(src) if src else None, Visitor(), 1.0, False, "", 0.5, None, progress=no_progress)
-    assert str(tmp_path) not in str(e.value)
+               "not_media": "notes.mp4", "nothing": "Upload a video or a photo first",
+               "bomb": "huge.png is 15000x15000 pixels", "text_as_png": "notes.png"}[case]
+    video, photo, download, status = demo.convert_file(str(src) if src else None, Visitor(), 1.0, False, "",
+                                                       0.5, None, progress=no_progress)
+    assert (video, photo, download) == (gr.skip(),) * 3  # the result panel is left as it was
+    assert status.startswith("⚠") and message in status and str(tmp_path) not in status
     assert not gradio_cache.exists() or not any(gradio_cache.rglob("*.*"))
 
 
@@ -390,40 +447,82 @@ def test_tsne_is_deterministic_and_keeps_clusters_apart():
     assert stylemap.tsne(x[:1]).shape == (1, 2) and stylemap.tsne(x[:2]).shape == (2, 2)
 
 
-def test_pick_selects_within_a_thumbnail_and_blends_by_inverse_distance_between():
-    points = np.array([[100.0, 100.0], [300.0, 100.0], [100.0, 400.0]])
-    assert stylemap.pick(points, (110, 95), radius=20) == (0, None, 0.0)
-    first, second, w = stylemap.pick(points, (200, 100), radius=20)
+def test_the_layout_puts_every_style_in_its_own_cell_near_its_tsne_place():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(437, 2))
+    points, size, thumb = stylemap.layout(e)
+    assert thumb == stylemap.THUMB and len({tuple(p) for p in points}) == 437  # no two share a cell
+    d = np.abs(points[:, None] - points[None])
+    np.fill_diagonal(d[..., 0], np.inf)
+    assert ((d[..., 0] >= stylemap.CELL[0]) | (d[..., 1] >= stylemap.CELL[1])).all()  # no overlap
+    assert (points[:, 0] >= thumb / 2).all() and (points[:, 0] <= size[0] - thumb / 2).all()
+    assert (points[:, 1] >= thumb / 2).all() and (points[:, 1] <= size[1] - thumb / 2).all()
+    assert size[0] <= stylemap.MAP_WIDTH
+    # the layout keeps the embedding's order along each axis, roughly
+    assert np.corrcoef(e[:, 0], points[:, 0])[0, 1] > 0.9 and np.corrcoef(e[:, 1], points[:, 1])[0, 1] > 0.9
+
+
+def test_pick_selects_the_nearest_and_blends_only_clearly_between_two():
+    t = stylemap.THUMB
+    points = np.array([[100.0, 100.0], [100.0 + stylemap.CELL[0], 100.0], [100.0, 400.0]])
+    assert stylemap.pick(points, (110, 95), t) == (0, None, 0.0)  # on the thumbnail
+    assert stylemap.pick(points, (100, 100 + t / 2 + 10), t) == (0, None, 0.0)  # on its name
+    assert stylemap.pick(points, (40, 120), t) == (0, None, 0.0)  # off every tile, clearly nearer one
+    gap = (points[0, 0] + points[1, 0]) / 2
+    first, second, w = stylemap.pick(points, (gap, 100), t)  # the gap between two neighbours
     assert {first, second} == {0, 1} and w == pytest.approx(0.5)
-    assert stylemap.pick(points, (150, 100), radius=20) == (0, 1, pytest.approx(0.25))  # d1=50, d2=150
+    first, second, w = stylemap.pick(points, (gap - 3, 100), t)
+    assert (first, second) == (0, 1) and 0.375 < w < 0.5
     # a mix drawn on the map is picked back as the same mix
-    for m in (0.2, 0.35, 0.5):
+    for m in (0.45, 0.5):
         p = stylemap.blend_point(points, 0, 1, m)
-        assert stylemap.pick(points, tuple(p), radius=20) == (0, 1, pytest.approx(m))
+        assert stylemap.pick(points, tuple(p), t) == (0, 1, pytest.approx(m))
 
 
-def test_the_map_lays_out_the_gallery_and_a_click_selects_or_blends(demo):
-    steps = []
-    image = demo.open_map(Visitor(), "", 0.5, progress=lambda *a, **k: steps.append(a[0]))
+def test_the_map_is_drawn_with_the_index_and_a_click_selects_or_blends(fresh_demo):
+    demo = fresh_demo
+    image, note = demo.open_map(Visitor(), "", 0.5)
+    assert image == gr.skip() and "being prepared: 0 of" in note  # nobody waits on a slot for it
+    demo.start_index().join(timeout=120)
+    image, note = demo.open_map(Visitor(), "", 0.5)
     m = demo.style_map()
-    assert image.shape == (app.MAP_SIZE[1], app.MAP_SIZE[0], 3) and image.dtype == np.uint8
-    assert m.keys == [s.key for s in demo.library.styles] and len(steps) == len(m.keys)
-    assert (m.points >= 0).all() and (m.points[:, 0] <= app.MAP_SIZE[0]).all()
+    assert note == "" and image.shape == m.base.shape and image.dtype == np.uint8
+    assert m.keys == [s.key for s in demo.library.styles] and demo.indexed[:2] == (len(m.keys),) * 2
     assert not np.array_equal(image, m.base)  # the current style is marked
     visitor = Visitor()
+    visitor.query = "zzz"  # a filter that hides the clicked style is cleared
     k = m.keys.index("builtin:ink")
-    marked, gallery, second, weight, visitor, text = demo.map_click(visitor, select(list(m.points[k])))
-    assert visitor.style == "builtin:ink" and second == "" and gallery["selected_index"] == k
-    assert weight == gr.skip() and text == "Style: **ink**"
-    i, j = 0, 1
-    mid = (m.points[i] + m.points[j]) / 2
-    first, other, w = stylemap.pick(m.points, tuple(mid), m.thumb / 2)
-    marked, gallery, second, weight, visitor, text = demo.map_click(visitor, select([float(v) for v in mid]))
-    assert visitor.style == m.keys[first] and second == m.keys[other] and weight == round(w, 2)
-    assert "%" in text
+    marked, gallery, second, weight, visitor, text, query = demo.map_click(visitor, "", select(list(m.points[k])))
+    assert visitor.style == "builtin:ink" and second == "" and query == "" and visitor.query == ""
+    assert gallery["selected_index"] == k and weight == gr.skip() and text == "Style: **ink**"
+    mid = (m.points[0] + m.points[1]) / 2
+    first, other, w = stylemap.pick(m.points, tuple(mid), m.thumb)
+    marked, gallery, second, weight, visitor, text, _ = demo.map_click(visitor, "", select([float(v) for v in mid]))
+    assert visitor.style == m.keys[first] and second == (m.keys[other] if other is not None else "")
+    if other is not None:
+        assert weight == round(w, 2) and "%" in text
+
+
+def test_the_gallery_filter_shows_matching_styles_and_selects_from_them(demo):
+    visitor = Visitor()
+    gallery, visitor, note = demo.search("ink", visitor)
+    labels = [label for _, label in gallery["value"]]
+    assert labels and all("ink" in label.lower() for label in labels) and "match" in note
+    visitor, text = demo.select_style(visitor, "", 0.5, select(0))
+    assert visitor.style == demo.shown(visitor)[0].key and "ink" in text.lower()
+    gallery, visitor, note = demo.search("no such style", visitor)
+    assert gallery["value"] == [] and note == "No style matches."
+    gallery, visitor, note = demo.search("", visitor)
+    assert len(gallery["value"]) == len(demo.library.styles) and note == ""
 
 
 # ----------------------------------------------------------------------------- serve
+
+
+def realtime_builtins():
+    from realtime.styles import BUILTINS
+
+    return BUILTINS
 
 
 def parse_serve(argv: list[str]) -> argparse.Namespace:
@@ -472,18 +571,31 @@ def test_serve_loads_the_weights_and_launches_with_safe_settings(monkeypatch, tm
     assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7860
     assert seen["allowed_paths"] == [] and seen["share"] is False and seen["auth"] is None
     assert seen["max_file_size"] == 50 * 2**20 and seen["show_error"] is False
-    # the style code of the default style went to the cache, keyed by the weights digest
-    assert len(list((tmp_path / "cache" / "style-codes").glob("*/*.npz"))) == 1
+    # the index is built in the background: every built-in's code goes to the cache, in one
+    # folder named by the encoder's digest (a style code does not depend on the decoder)
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "rtstyle-index":
+            thread.join(timeout=120)
+    folders = list((tmp_path / "cache" / "style-codes").iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.npz"))) == len(realtime_builtins())
 
 
-def test_every_network_event_shares_one_concurrency_limit(gradio_cache):
-    cfg = ServeConfig(max_side=64, concurrency=2, time_cap_s=120, cache_age_s=900)
-    blocks = build_app(visible_stylizer(), cfg, code_cache=None)
+def test_live_frames_and_jobs_have_separate_concurrency(gradio_cache):
+    """Cameras never wait behind a conversion or an upload, nor these behind cameras; choosing
+    styles, filtering and the map never queue at all."""
+    cfg = ServeConfig(max_side=64, concurrency=2, jobs=1, time_cap_s=120, cache_age_s=900)
+    blocks = build_app(visible_stylizer(), cfg, code_cache=None, index=False)
     fns = {fn.name: fn for fn in blocks.fns.values()}
-    for name in ("live_frame", "convert_file", "add_style", "open_map"):
-        assert fns[name].concurrency_id == app.GPU and fns[name].concurrency_limit == 2, name
     stream = fns["live_frame"]
+    assert stream.concurrency_id == app.LIVE and stream.concurrency_limit == 2 + app.LINE
     assert stream.connection == "stream" and stream.time_limit == 120 and stream.stream_every == app.STREAM_EVERY
+    for name in ("convert_file", "add_style", "choose_model"):
+        assert fns[name].concurrency_id == app.JOBS and fns[name].concurrency_limit == 1, name
+    for name in ("select_style", "search", "open_map", "map_click", "describe", "page_opened"):
+        assert not fns[name].queue, name
+    assert blocks.style_demo.seats.seats == 2
     assert blocks.delete_cache == (60, 900)
 
 
@@ -491,12 +603,12 @@ def test_a_visitor_switches_model_and_only_their_frames_change(fresh_demo):
     """The model switch: the next frame of that visitor goes through MicroAST (its own style
     codes), while another visitor keeps the served model."""
     visitor, other = Visitor(), Visitor()
-    before, _, _ = live(fresh_demo, visitor)
+    before, _, _, _ = live(fresh_demo, visitor)
     assert fresh_demo.model_names[0] == fresh_demo.served and "microast" in fresh_demo.model_names
     fresh_demo.choose_model(visitor, "microast")
-    after, readout, _ = live(fresh_demo, visitor)
+    after, _, readout, _ = live(fresh_demo, visitor)
     stylizer, catalog = fresh_demo.engine("microast")
     assert stylizer.network.model == "microast" and catalog.stylizer is stylizer and "⚠" not in readout
     assert np.abs(after.astype(int) - before.astype(int)).mean() > 5
-    unchanged, _, _ = live(fresh_demo, other)
+    unchanged, _, _, _ = live(fresh_demo, other)
     np.testing.assert_array_equal(unchanged, before)
