@@ -8,7 +8,8 @@ beside the final name (fragmented MP4/MOV: a killed run leaves it playable up to
 keyframe) and renamed when complete; a later complete conversion to the same name removes
 the partials that killed runs left. The first Ctrl-C stops reading, finishes a playable file
 of what was done and says so; a second one aborts and removes it. Threads are split between
-decode, compute and encode by ``options.thread_budget``.
+decode, compute and encode by ``options.thread_budget``. The loop's stages (``stylize_batch``,
+``write_jobs``, ``stop_writer``) are public: ``segments`` runs them on a part of a video.
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def convert_image(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
     return ConvertResult(out, 1, 1, time.perf_counter() - t0, image=True, size=(w, h), scale=scale)
 
 
-def _writer(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threading.Event) -> None:
+def write_jobs(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threading.Event) -> None:
     """Encode batches in order until the ``None`` sentinel; keep the first error; after
     ``abort`` only drain (so the producer never blocks) and touch the sink no more."""
     while (job := jobs.get()) is not None:
@@ -156,7 +157,7 @@ def _writer(sink: VideoFileSink, jobs: queue.Queue, errors: list, abort: threadi
             errors.append(e)
 
 
-def _stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.Event) -> BaseException | None:
+def stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.Event) -> BaseException | None:
     """Send the sentinel and wait for the writer, whatever Ctrl-C does meanwhile: the sink
     must never be finalized or aborted while the writer may still use it. Returns the
     ``Interrupted`` that arrived during the wait, if any (the writer was told to stop)."""
@@ -195,7 +196,7 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
         jobs: queue.Queue = queue.Queue(maxsize=4)
         errors: list = []
         abort = threading.Event()
-        writer = threading.Thread(target=_writer, args=(sink, jobs, errors, abort), name="encode", daemon=True)
+        writer = threading.Thread(target=write_jobs, args=(sink, jobs, errors, abort), name="encode", daemon=True)
         bar = tqdm(total=src.frame_count, unit="frame", file=sys.stderr, disable=not cfg.progress,
                    desc=cfg.input.name, dynamic_ncols=True)
         done = 0
@@ -207,20 +208,20 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
                     break
                 pending.append(frame)
                 if len(pending) == batch:
-                    done += _stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
+                    done += stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
                     bar.update(len(pending))
                     pending = []
             if pending and not ctrl_c.stop.is_set() and not errors:
-                done += _stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
+                done += stylize_batch(stylizer, settings, smoother, pending, batch, max_side, jobs)
                 bar.update(len(pending))
         except BaseException:
             abort.set()
-            _stop_writer(writer, jobs, abort)
+            stop_writer(writer, jobs, abort)
             sink.abort()
             raise
         finally:
             bar.close()
-        interrupted = _stop_writer(writer, jobs, abort)
+        interrupted = stop_writer(writer, jobs, abort)
         if interrupted is not None or errors:
             sink.abort()
             raise interrupted or errors[0]
@@ -238,7 +239,7 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
                              skipped=src.errors, size=(src.width, src.height))
 
 
-def _stylize_batch(stylizer: Stylizer, settings: StyleSettings, smoother: TemporalSmoother, frames: list,
+def stylize_batch(stylizer: Stylizer, settings: StyleSettings, smoother: TemporalSmoother, frames: list,
                    batch: int, max_side: int | None, jobs: queue.Queue) -> int:
     """Stylize ``frames`` as one batch of exactly ``batch`` (the last one padded by repeating
     its final frame, so engines see one shape), smooth them in order, queue them for the writer."""

@@ -39,7 +39,7 @@ FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
 FRAGMENTED_SUFFIXES = (".mp4", ".mov")
 KEYFRAME_EVERY_S = 2  # fragmented output: the most a killed writer loses (plus the encoder's delay)
 # Tags that describe the old file, not the content; the muxer writes its own.
-_FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
+FILE_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 _END = object()
 
 
@@ -71,7 +71,10 @@ class VideoFileSource:
     frame is refused by the constructor. Corrupt or truncated data raises MediaError naming
     the file and the frames decoded so far; with `tolerate_errors=True` the bad packet or
     frame is skipped and counted in `errors`. `threads`: FFmpeg decoder threads (0: its own
-    choice, about one per core).
+    choice, about one per core). `seek_pts` (in the stream's time_base): start decoding at the
+    keyframe at or before it, not at the file's start (no re-encode; frames before `seek_pts`
+    from that keyframe on still come, and a container that cannot seek exactly may start
+    earlier or later: callers that need a frame range check the pts they get).
 
     Attributes: path; width, height (after rotation); rotation (counter-clockwise degrees in
     [0, 360), `VideoFrame.rotation`'s convention: a phone held upright records 270);
@@ -81,7 +84,8 @@ class VideoFileSource:
     """
 
     def __init__(self, path: str | os.PathLike, *, tolerate_errors: bool = False,
-                 thread_type: str = "AUTO", threads: int = 0, queue_size: int = 8):
+                 thread_type: str = "AUTO", threads: int = 0, queue_size: int = 8,
+                 seek_pts: int | None = None):
         self.path = Path(path)
         if thread_type not in THREAD_TYPES:
             raise ValueError(f"thread_type must be one of {THREAD_TYPES}, got {thread_type!r}")
@@ -98,12 +102,12 @@ class VideoFileSource:
         except av.FFmpegError as e:
             raise MediaError(f"{self.path}: not a readable media file ({_reason(e)})") from e
         try:
-            self._open_video(thread_type, threads)
+            self._open_video(thread_type, threads, seek_pts)
         except BaseException:
             self._container.close()
             raise
 
-    def _open_video(self, thread_type: str, threads: int) -> None:
+    def _open_video(self, thread_type: str, threads: int, seek_pts: int | None) -> None:
         container = self._container
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -119,6 +123,11 @@ class VideoFileSource:
             else container.duration / av.time_base if container.duration else None)
         self.audio_stream = container.streams.audio[0] if container.streams.audio else None
         self.metadata: dict[str, str] = dict(container.metadata)
+        if seek_pts is not None:
+            try:
+                container.seek(seek_pts, stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError as e:
+                raise MediaError(f"{self.path}: cannot seek to pts {seek_pts} ({_reason(e)})") from e
         self._frames = self._decode()
         self._first = next(self._frames, None)
         if self._first is None:
@@ -293,13 +302,14 @@ class VideoFileSink:
     playable if the process dies mid-write: a fragment goes to disk at each keyframe, and a
     keyframe is forced every `KEYFRAME_EVERY_S` seconds of the frames' own time (wall time
     for live input). `low_delay`: no encoder look-ahead, so a killed writer loses no more.
+    `muxer_options`: more options for the muxer (e.g. mp4's `movie_timescale`).
     """
 
     def __init__(self, path: str | os.PathLike, *, width: int, height: int, time_base: Fraction,
                  rate: Fraction | None, audio_from: str | os.PathLike | None = None,
                  codec: str = "libx264", crf: int = 18, preset: str = "medium",
                  metadata: dict | None = None, fragmented: bool = False, low_delay: bool = False,
-                 threads: int = 0):
+                 threads: int = 0, muxer_options: dict[str, str] | None = None):
         self.path = Path(path)
         if width < 1 or height < 1 or time_base <= 0:
             raise ValueError(f"{self.path}: bad size {width}x{height} or time_base {time_base}")
@@ -318,9 +328,9 @@ class VideoFileSink:
         with self._guard("opening"):
             # Without flush_packets the mp4 muxer keeps finished fragments in memory.
             options = {"movflags": FRAGMENTED_MOVFLAGS, "flush_packets": "1"} if self.fragmented else {}
-            self._out = av.open(str(self._tmp), "w", options=options)
+            self._out = av.open(str(self._tmp), "w", options={**options, **(muxer_options or {})})
             self._out.metadata.update({k: str(v) for k, v in (metadata or {}).items()
-                                       if k not in _FILE_TAGS})
+                                       if k not in FILE_TAGS})
             encoder = encoder_options(codec, crf, preset, low_delay=low_delay)
             self._video = self._out.add_stream(codec, rate=self.rate, options=encoder)
             self._video.width, self._video.height = width + width % 2, height + height % 2

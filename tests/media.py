@@ -45,6 +45,8 @@ def make_clip(
     codec: str = "libx264",
     metadata: dict[str, str] | None = None,
     audio_language: str | None = None,
+    gop: int | None = None,
+    preset: str = "ultrafast",
 ) -> Path:
     """Write a clip of `frames` frames (`gradient`, or solid RGB `color`) and return its path.
 
@@ -53,7 +55,9 @@ def make_clip(
     pts = index in 1/rate. rotation: counter-clockwise degrees stored as the stream's display
     matrix, the value `VideoFrame.rotation` reads back (a phone held upright writes -90,
     which `VideoFileSource.rotation` reports as 270). audio: an AAC sine track as long as
-    the video, tagged with `audio_language` (e.g. "eng") when given.
+    the video, tagged with `audio_language` (e.g. "eng") when given. gop: a keyframe every
+    `gop` frames (libx264; default: the encoder's own, one for a short clip); preset: the
+    libx264 preset (ultrafast has no B-frames, the others have).
     """
     path = Path(path)
     if vfr_pts is not None:
@@ -62,7 +66,9 @@ def make_clip(
     tb = time_base or Fraction(1, rate)
     with av.open(str(path), "w") as out:
         out.metadata.update(metadata or {})
-        fast = {"preset": "ultrafast"} if codec == "libx264" else {}
+        fast = {"preset": preset} if codec == "libx264" else {}
+        if gop and codec == "libx264":
+            fast.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
         video = out.add_stream(codec, rate=rate, options=fast)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = video.codec_context.time_base = tb
