@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_styles(sub)
     _add_models(sub)
     _add_doctor(sub)
-    from realtime import bench, live, serve, train
+    from realtime import batch, bench, live, serve, train
 
+    batch.register_cli(sub)
     live.register_cli(sub)
     serve.register_cli(sub)
     train.register_cli(sub)
