@@ -89,7 +89,7 @@ VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".jpg", ".jpeg", ".png", ".webp"]
 MIRROR_HELP = ("Your camera is shown mirrored, like a mirror, and the stylized picture is mirrored "
                "the same way so both move alike (text in the scene reads backwards in both). "
                "Files in the File tab are never mirrored.")
-START_TEXT = "📷 Click the camera box to allow the webcam, then **Record**."
+START_TEXT = "Click the camera box to allow the webcam, then **Record**."
 # Phones first: the camera and the result lead the page (the controls column follows them when
 # the row wraps); the gallery's columns fit the width; the seat status is large.
 CSS = """
@@ -100,6 +100,8 @@ CSS = """
 #readout p { margin: 0.2rem 0; }
 #stylemap-wrap { overflow: auto; max-height: 640px; }
 #stylemap-wrap img { max-width: none !important; max-height: none !important; }
+#webcam .button-wrap { position: static !important; transform: none !important; margin: 6px auto 0;
+  width: fit-content; }
 """
 # After the gallery changes (an upload, a map click, a filter): bring the selected style into view.
 SCROLL_JS = """() => { setTimeout(() => { const s = document.querySelector('#styles .thumbnail-item.selected');
@@ -417,7 +419,7 @@ class StyleDemo:
         return text + (f"\n\n{visitor.error}" if visitor.error else "")
 
     def times_up(self) -> str:
-        return (f"⏹ **Your live turn is over** ({self.cfg.time_cap_s / 60:g} min a visit) so that others get "
+        return (f"**Your live turn is over** ({self.cfg.time_cap_s / 60:g} min a visit) so that others get "
                 "a turn: the camera was switched off. Reload the page to queue again.")
 
     # --- file tab
@@ -507,7 +509,7 @@ class StyleDemo:
         if self._map is None:
             done, total, seconds = self.indexed
             left = f", about {seconds / done * (total - done):.0f} s left" if done else ""
-            return gr.skip(), (f"⏳ The map is being prepared: {done} of {total} styles ready{left}. "
+            return gr.skip(), (f"The map is being prepared: {done} of {total} styles ready{left}. "
                                "Open this tab again in a moment.")
         return self._marked(self._map, visitor, second, mix), ""
 
@@ -575,7 +577,7 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                         map_note = gr.Markdown("", elem_id="map-note")
                         with gr.Column(elem_id="stylemap-wrap"):
                             style_map = gr.Image(label="Style map", show_label=False, interactive=False,
-                                                 elem_id="stylemap", buttons=["fullscreen"])
+                                                 elem_id="stylemap", buttons=["fullscreen"], format="jpeg")
             with gr.Column(scale=2, min_width=300):
                 selection = gr.Markdown(demo.describe(first), elem_id="selection")
                 search = gr.Textbox(placeholder="Filter the styles by name…", show_label=False, elem_id="search",

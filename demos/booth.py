@@ -116,10 +116,10 @@ def clock_text(seconds: float) -> str:
 def status_text(a: Admission, seats: int) -> str:
     """The line above the camera: time left, place in line, or the end of the visit."""
     if a.state == "live":
-        return f"🟢 **Live** · {clock_text(a.left_s)} of your turn left"
+        return f"● **Live** · {clock_text(a.left_s)} of your turn left"
     if a.state == "waiting":
         who = "you are next" if a.place == 1 else f"you are number {a.place} in line"
-        return (f"⏳ **All {seats} camera seat{'s' * (seats != 1)} are taken: {who}.** Your camera starts by "
+        return (f"**Waiting: all {seats} camera seat{'s' * (seats != 1)} are taken: {who}.** Your camera starts by "
                 f"itself within {clock_text(a.wait_s)} at most (sooner if someone leaves). "
                 "Keep this page open; meanwhile try the File and Style map tabs.")
     return ""

@@ -50,7 +50,7 @@ def test_a_closed_tab_frees_its_seat_and_a_pause_does_not_reset_the_cap():
 def test_status_lines_say_place_wait_and_time_left():
     assert "4:59 of your turn left" in status_text(Admission("live", left_s=299.4), 2)
     text = status_text(Admission("waiting", place=2, wait_s=95), 2)
-    assert "All 2 camera seats are taken" in text and "number 2 in line" in text and "1:35 at most" in text
+    assert "all 2 camera seats are taken" in text and "number 2 in line" in text and "1:35 at most" in text
     assert "you are next" in status_text(Admission("waiting", place=1, wait_s=5), 1)
 
 

@@ -29,7 +29,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'rtstyle[demo]'")
 
 from demos import stylemap  # noqa: E402
-from demos.app import MAP_SIZE, Visitor, build_app, launch  # noqa: E402
+from demos.app import Visitor, build_app, launch  # noqa: E402
+from demos.booth import LiveSeats  # noqa: E402
 from realtime.serve import ServeConfig  # noqa: E402
 from tests.fake_camera import FRAMES, camera_frame, make_camera_clip  # noqa: E402
 from tests.media import make_clip, read_back  # noqa: E402
@@ -50,17 +51,27 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path):
-        self.styles = tmp / "styles"
-        self.styles.mkdir()
-        rng = np.random.default_rng(0)
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(self.styles / "t__noise.png")
+    """The app on a free loopback port; its style index and map are built before it is used.
+    ``styles``: a folder of style images (default: one noise image in ``tmp``)."""
+
+    def __init__(self, tmp: Path, styles: Path | None = None, *, code_cache=None, thumb_cache=None):
+        if styles is None:
+            styles = tmp / "styles"
+            styles.mkdir()
+            rng = np.random.default_rng(0)
+            Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(styles / "t__noise.png")
+        self.styles = styles
         self.cache = tmp / "gradio"
         self.cfg = ServeConfig(port=free_port(), concurrency=2, max_side=64, time_cap_s=300, styles_dir=self.styles)
-        self.blocks = build_app(visible_stylizer(), self.cfg, code_cache=None)
+        self.blocks = build_app(visible_stylizer(), self.cfg, code_cache=code_cache, thumb_cache=thumb_cache)
         self.demo = self.blocks.style_demo
+        self.demo.index_thread.join(timeout=120)
         launch(self.blocks, self.cfg, prevent_thread_lock=True, quiet=True)
         self.url = f"http://127.0.0.1:{self.cfg.port}/"
+
+    def fresh_seats(self) -> None:
+        """Seats as at start-up (a test that moved the clock leaves them in its future)."""
+        self.demo.seats = LiveSeats(self.cfg.concurrency, self.cfg.time_cap_s)
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +100,8 @@ def browser(tmp_path_factory):
         b.close()
 
 
-def open_page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 950})
+def open_page(browser, server, viewport=(1400, 950)):
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     page.set_default_timeout(WAIT_MS)
     page.goto(server.url, wait_until="domcontentloaded")  # "networkidle" never comes: the queue stays open
     return page
@@ -128,7 +139,7 @@ def renderings(demo, style: str, mirrored: bool) -> list[np.ndarray]:
     for i in range(FRAMES):
         frame = camera_frame(i)
         frame = np.ascontiguousarray(frame[:, ::-1]) if mirrored else frame
-        out.append(demo.live_frame(frame, Visitor(style), 1.0, False, 0.0, "", 0.5)[0].astype(np.float32))
+        out.append(demo._stylize(frame, Visitor(style), 1.0, False, 0.0, "", 0.5).astype(np.float32))
     return out
 
 
@@ -175,13 +186,16 @@ def test_with_a_limit_of_two_a_third_visitor_waits_in_the_queue(browser, server)
             start_camera(page)
             next_frame(page)
         start_camera(pages[2])
-        pages[2].wait_for_function("() => document.querySelector('#styled').innerText.includes('queue')")
+        pages[2].wait_for_function("() => document.querySelector('#live-status').innerText.includes('seats are taken')")
+        text = pages[2].locator("#live-status").inner_text()
+        assert "all 2 camera seats are taken: you are next" in text and "at most" in text
         assert pages[2].locator("#styled img").count() == 0
         for page in pages[:2]:  # the first two keep streaming meanwhile
             next_frame(page, page.get_attribute("#styled img", "src"))
         shot(pages[2], "queued.png")
-        pages[0].close()  # a slot frees: the third visitor's stream starts
+        pages[0].close()  # a seat frees (nothing from it for a few seconds): the third visitor's stream starts
         next_frame(pages[2])
+        pages[2].wait_for_function("() => document.querySelector('#live-status').innerText.includes('Live')")
     finally:
         for page in pages:
             if not page.is_closed():
@@ -193,13 +207,14 @@ def test_after_the_time_cap_the_camera_is_switched_off_with_a_message(browser, s
     try:
         start_camera(page)
         next_frame(page)
-        later = server.demo.clock() + server.cfg.time_cap_s
-        monkeypatch.setattr(server.demo, "clock", lambda: later)  # this visit has now lasted the cap
-        page.wait_for_function("() => document.querySelector('#readout').innerText.includes('time is up')")
+        monkeypatch.setattr(server.demo.seats, "cap_s", 2.0)  # a visit of 2 s of wall clock
+        page.wait_for_function("() => document.querySelector('#live-status').innerText.includes('turn is over')")
         page.locator("#webcam").wait_for(state="hidden")
         shot(page, "time_cap.png")
     finally:
         page.close()
+        monkeypatch.undo()
+        server.fresh_seats()
 
 
 def test_file_tab_round_trip_keeps_the_audio(browser, server, tmp_path):
@@ -232,9 +247,10 @@ def test_style_map_click_selects_a_style_and_between_two_blends(browser, server)
         img = page.wait_for_selector("#stylemap img")
         m = server.demo.style_map()
         box = img.bounding_box()
-        scale = min(box["width"] / MAP_SIZE[0], box["height"] / MAP_SIZE[1])  # object-fit: contain
-        x0 = box["x"] + (box["width"] - MAP_SIZE[0] * scale) / 2
-        y0 = box["y"] + (box["height"] - MAP_SIZE[1] * scale) / 2
+        width, height = m.base.shape[1], m.base.shape[0]
+        scale = min(box["width"] / width, box["height"] / height)  # object-fit: contain
+        x0 = box["x"] + (box["width"] - width * scale) / 2
+        y0 = box["y"] + (box["height"] - height * scale) / 2
 
         def click(point):
             page.mouse.click(x0 + point[0] * scale, y0 + point[1] * scale)
@@ -245,12 +261,11 @@ def test_style_map_click_selects_a_style_and_between_two_blends(browser, server)
         page.wait_for_function("() => document.querySelector('#selection').innerText.trim() === 'Style: hatching'")
         # the map comes back marked; a click while it is being replaced would be lost
         page.wait_for_function("old => document.querySelector('#stylemap img')?.src !== old", arg=before)
-        # the middle of two styles, well outside every thumbnail (the layout is t-SNE's to choose)
-        mid, first, other = max(
-            ((p, *stylemap.pick(m.points, tuple(p), m.thumb / 2)[:2])
-             for a in range(len(m.keys)) for b in range(a) for p in [(m.points[a] + m.points[b]) / 2]),
-            key=lambda c: np.linalg.norm(m.points - c[0], axis=1).min())
-        assert other is not None
+        # the gap between two neighbours on the grid (the layout is t-SNE's to choose)
+        mid, first, other = next(
+            (p, *stylemap.pick(m.points, tuple(p), m.thumb)[:2])
+            for a in range(len(m.keys)) for b in range(a) for p in [(m.points[a] + m.points[b]) / 2]
+            if stylemap.pick(m.points, tuple(p), m.thumb)[1] is not None)
         labels = {s.key: s.label for s in server.demo.library.styles}
         expected = rf"Style: {labels[m.keys[first]]} \d+ % \+ {labels[m.keys[other]]} \d+ %"
         # A click that lands while Gradio swaps the map image in is lost (seen on a loaded
