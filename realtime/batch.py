@@ -61,8 +61,8 @@ class BatchConfig:
                            "(INPUT-STEM_STYLE.mp4, a photo in its own format)", flags=("-o", "--output-dir"),
                            type=Path, metavar="DIR")
     ray: str | None = opt(None, "run on Ray: the bare flag starts a local Ray runtime on this machine; "
-                          "an ADDRESS (auto, HOST:PORT, ray://HOST:PORT) joins that cluster. Without it "
-                          "the files run one after another here", nargs="?", const="local",
+                          "an ADDRESS (auto, HOST:PORT, ray://HOST:PORT) joins that cluster (default: none, the "
+                          "files run one after another here)", nargs="?", const="local",
                           choices=RayAddress(), metavar="ADDRESS")
     workers: int = opt(0, "Ray workers, each loading the model once; 0: one per GPU of the cluster, "
                        "or one per --cpus-per-worker CPUs when it has none", range=(0, None))
@@ -124,7 +124,7 @@ def list_inputs(paths: tuple[Path, ...]) -> list[Path]:
                 continue
             try:
                 with av.open(str(f)) as c:
-                    if c.streams.video:
+                    if c.streams.video and c.format.name != "tty":  # FFmpeg reads any text as "tty" video
                         media.append(f)
             except av.FFmpegError:
                 log.debug("%s: not a video or photo, left out", f)
@@ -187,7 +187,7 @@ def run_batch(cfg: BatchConfig, base: ConvertConfig, model: dict, *,
         bar.close()
         if not result.interrupted:
             result.engine = pool.engine()
-        pool.close()
+        pool.close(interrupted=result.interrupted)
     for r in reports:
         if r.status in ("queued", "running"):
             r.status = "interrupted" if result.interrupted else "failed"
@@ -262,9 +262,10 @@ def summary(result: BatchResult) -> str:
     ok = [r for r in result.files if r.status == "ok"]
     frames = sum(r.frames for r in ok)
     warm = sum(p.warm for r in ok for p in r.parts if p)
+    where = "; ".join(filter(None, (result.where, result.engine)))
     lines.append(f"{len(ok)} of {len(result.files)} files, {frames} frames in {result.seconds:.1f} s "
-                 f"({frames / result.seconds if result.seconds else 0:.1f} frames/s; {result.where}; "
-                 f"{result.engine}; joining {result.join_seconds:.2f} s, {warm} overlap frames)")
+                 f"({frames / result.seconds if result.seconds else 0:.1f} frames/s; {where}; "
+                 f"joining {result.join_seconds:.2f} s, {warm} overlap frames)")
     return "\n".join(lines)
 
 

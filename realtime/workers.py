@@ -84,6 +84,10 @@ class Worker:
     def pid(self) -> int:
         return os.getpid()
 
+    def close(self) -> None:
+        """Remove this worker's temporary folder (a killed worker's is swept by the next one)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
     def describe(self) -> str:
         s = self.stylizer
         return f"{s.network.model}, {s.engine_label} on {s.device}"
@@ -136,8 +140,8 @@ class InlinePool:
             except (UserError, ValueError, OSError) as e:
                 yield Event("failed", task, e)
 
-    def close(self) -> None:
-        pass
+    def close(self, *, interrupted: bool = False) -> None:
+        self.worker.close()
 
 
 class RayPool:
@@ -175,8 +179,8 @@ class RayPool:
             ray.get([a.pid.remote() for a in self.actors])  # each has loaded the model
         except ray.exceptions.RayActorError as e:
             self.close()
-            cause = getattr(e, "__cause__", None) or e
-            raise UserError(f"the Ray workers could not load the model: {cause}") from None
+            lines = str(e).strip().splitlines()  # Ray's account, ending with the worker's error
+            raise UserError(f"the Ray workers could not load the model: {lines[-1] if lines else e}") from None
         except BaseException:
             self.close()
             raise
@@ -230,10 +234,16 @@ class RayPool:
                     idle.append(actor)
                 yield Event(kind, task, value)
 
-    def close(self) -> None:
-        """Stop the workers (a running task is killed), and the local runtime if started here."""
+    def close(self, *, interrupted: bool = False) -> None:
+        """Stop the workers (``interrupted``: at once, killing what they run; else after they
+        removed their temporary folders), and the local runtime if it was started here."""
         ray = self._ray
         actors, self.actors = getattr(self, "actors", []), []
+        if not interrupted:
+            try:
+                ray.get([a.close.remote() for a in actors], timeout=30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass  # a dead worker's folder is swept by the next worker on its machine
         for actor in actors:
             ray.kill(actor)
         for actor in actors:  # returns once Ray knows each one is dead

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from media import make_clip, make_not_video, read_back
+from realtime import UserError
 from realtime.batch import BatchConfig, run_batch, summary
 from realtime.cli import main
 from realtime.convert import ConvertConfig, convert
@@ -158,6 +159,21 @@ def test_files_run_one_by_one_here_and_a_bad_one_is_reported(tmp_path, capsys, w
     assert " failed " in lines["broken.mp4"] and "not a readable media file" in lines["broken.mp4"]
     assert " failed " in lines["missing.mp4"] and "no such file" in lines["missing.mp4"]
     assert "2 of 4 files, 21 frames" in err
+
+
+def test_a_folder_gives_its_videos_and_photos_only(tmp_path):
+    from PIL import Image
+
+    from realtime.batch import list_inputs
+
+    make_clip(tmp_path / "b.mov", frames=2)
+    make_clip(tmp_path / "a.mp4", frames=2)
+    Image.new("RGB", (16, 16)).save(tmp_path / "c.png")
+    (tmp_path / "manifest.csv").write_text("file,kind\na.mp4,video\n")  # FFmpeg would read text as video
+    (tmp_path / "sub").mkdir()
+    assert [p.name for p in list_inputs((tmp_path,))] == ["a.mp4", "b.mov", "c.png"]
+    with pytest.raises(UserError, match="no videos or photos"):
+        list_inputs((tmp_path / "sub",))
 
 
 def test_ctrl_c_keeps_only_complete_files(tmp_path):
