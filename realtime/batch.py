@@ -8,6 +8,7 @@ run one after another in this process. With ``--ray`` they run on a Ray actor po
 that different workers stylize (``segments``), each warming the smoother on ``--overlap``
 frames before its cut; the parts are joined here without re-encoding and the audio is copied
 once, so every output has the frames, timing and audio that ``rtstyle convert`` gives it.
+On Ray the longest tasks start first.
 
 One progress bar counts the frames of all files (files done, frames/s, ETA); a part whose
 worker dies is run again (``--retries``); a file that fails is reported and the others
@@ -66,8 +67,9 @@ class BatchConfig:
                           choices=RayAddress(), metavar="ADDRESS")
     workers: int = opt(0, "Ray workers, each loading the model once; 0: one per GPU of the cluster, "
                        "or one per --cpus-per-worker CPUs when it has none", range=(0, None))
-    cpus_per_worker: int = opt(1, "CPU cores each Ray worker reserves and splits between decode, "
-                               "network and encode", range=(1, None))
+    cpus_per_worker: int = opt(0, "CPU cores each Ray worker reserves and splits between decode, "
+                               "network and encode; 0: 1 on a cluster without GPUs, else its CPUs "
+                               "shared evenly by its GPU workers", range=(0, None))
     segment_s: float = opt(10.0, "with --ray: cut videos at keyframes into parts of at least this many "
                            "seconds that different workers stylize; 0: never cut", metavar="S",
                            range=(0.0, None))
@@ -167,6 +169,8 @@ def run_batch(cfg: BatchConfig, base: ConvertConfig, model: dict, *,
     if not cfg.output_dir.is_dir():
         raise UserError(f"{cfg.output_dir}: no such folder (--output-dir)")
     reports, tasks = _prepare(cfg, base, split=cfg.ray is not None)
+    if cfg.ray is not None:  # the longest first: no long file starts last while the other workers idle
+        tasks.sort(key=lambda t: -(t.part.frames + t.part.warm) if t.part else 0)
     pool = (RayPool(model, cfg.ray, workers=cfg.workers, cpus_per_worker=cfg.cpus_per_worker, retries=cfg.retries)
             if cfg.ray is not None else InlinePool(model, usable_cores()))
     result = BatchResult(reports, 0.0, "", pool.label)

@@ -149,10 +149,11 @@ class RayPool:
     (stopped by ``close``), anything else joins that cluster (``ray.init(address)``). ``workers``
     actors (0: one per GPU of the cluster when ``model['device']`` allows CUDA and there are
     GPUs, else one per ``cpus_per_worker`` of its CPUs), each reserving ``cpus_per_worker``
-    cores (and one GPU), load the model once. A task whose worker dies is run again on a new
+    cores (0: 1 without GPUs, else the CPUs shared evenly by the GPU workers) and one GPU if
+    there are any, load the model once. A task whose worker dies is run again on a new
     worker, at most ``retries`` times; tasks of files in ``skip`` are not started."""
 
-    def __init__(self, model: dict, address: str, *, workers: int = 0, cpus_per_worker: int = 1,
+    def __init__(self, model: dict, address: str, *, workers: int = 0, cpus_per_worker: int = 0,
                  retries: int = 2):
         try:
             import ray
@@ -171,7 +172,13 @@ class RayPool:
         try:
             res = ray.cluster_resources()
             gpus = int(res.get("GPU", 0)) if (model.get("device") or "cuda").startswith("cuda") else 0
-            count = workers or (gpus or max(1, int(res.get("CPU", 1)) // cpus_per_worker))
+            cpus = int(res.get("CPU", 1))
+            cpus_per_worker = cpus_per_worker or (max(1, cpus // gpus) if gpus else 1)
+            count = workers or (gpus or max(1, cpus // cpus_per_worker))
+            if count * cpus_per_worker > cpus or (gpus and count > gpus):
+                raise UserError(f"{count} workers with {cpus_per_worker} CPUs{' and a GPU' if gpus else ''} "
+                                f"each do not fit this Ray cluster ({cpus} CPUs, {gpus} GPUs); "
+                                "lower --workers or --cpus-per-worker")
             self._options = dict(num_cpus=cpus_per_worker, num_gpus=1 if gpus else 0, max_restarts=0)
             self._remote = ray.remote(Worker).options(**self._options)
             self._model, self._cores = model, cpus_per_worker

@@ -313,3 +313,10 @@ def test_ray_ctrl_c_stops_the_workers_and_leaves_no_partial_output(tmp_path, ray
             assert select.select([fd], [], [], 20)[0] == [fd], f"worker {pid} still runs"
         finally:
             os.close(fd)
+
+
+def test_ray_workers_that_do_not_fit_the_cluster_are_refused(tmp_path, ray_runtime):
+    src = make_clip(tmp_path / "in.mp4", frames=3)
+    with pytest.raises(UserError, match=r"3 workers with 1 CPUs each do not fit this Ray cluster \(2 CPUs"):
+        ray_batch([src], tmp_path, workers=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["in.mp4"]
