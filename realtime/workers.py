@@ -137,7 +137,7 @@ class InlinePool:
             try:
                 for kind, value in self.worker.run(task):
                     yield Event(kind, task, value)
-            except (UserError, ValueError, OSError) as e:
+            except Exception as e:  # reported as this file's failure; the other files go on
                 yield Event("failed", task, e)
 
     def close(self, *, interrupted: bool = False) -> None:
