@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from realtime import UserError
 from realtime.images import write_image
-from realtime.models import MODELS, NetworkInfo, load_network, open_network
+from realtime.models import MODELS, NetworkInfo, open_network
 from realtime.styles import BUILTINS, DEFAULT_STYLE, load_style_image
 from realtime.stylizer import StyleSettings, Stylizer
 from realtime.video import VideoFileSource
@@ -95,8 +95,8 @@ def read_frame(index: int) -> np.ndarray:
 def stylize(frame: np.ndarray, styles: list[np.ndarray], max_side: int) -> tuple[list[np.ndarray], NetworkInfo]:
     """An (H, W, 3) uint8 RGB frame and style images -> the frame in each style (same shape and
     dtype) and the shipped default model's ``NetworkInfo``."""
-    enc, dec, info = load_network()
-    st = Stylizer(enc, dec, backend="eager", device="cpu", weights_id=info.digest, network=info)
+    net = open_network()
+    st, info = Stylizer.from_network(net, backend="eager", device="cpu"), net.info
     outs = []
     for rgb in styles:
         settings = StyleSettings(st.encode_style(rgb))

