@@ -48,6 +48,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network here; before gradio loads
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
@@ -80,12 +81,17 @@ LIVE, JOBS = "live", "jobs"  # the two concurrency groups
 LINE = 8  # visitors in the seats' line whose frames are answered (with their place); more: Gradio's queue
 QUEUE_MAX = 64  # visitors' events waiting at once; more are told the queue is full
 READOUT_FRAMES = 10  # the readout's fps and server time are over this many frames
+JOB_FRAME_S = 1.5, 0.5  # while a job runs, a camera gets a frame at most this often (its first
+JOB_FIRST_S = 10.0  # JOB_FIRST_S seconds; after them, the second figure: a long video)
 MAX_UPLOADED_STYLES = 8  # per visitor; the newest first
 MAX_PHOTO_PIXELS = 40_000_000
 MAX_STYLE_PIXELS = 40_000_000
 MAX_PAGES = 4096  # opened pages remembered (to tell them from scripts)
 FILE_PRESET = "veryfast"  # x264 preset for the file tab: the visitor is waiting
 VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".jpg", ".jpeg", ".png", ".webp"]
+# An upload button, not gr.Image: Gradio's image preprocessing rejects a non-picture before the
+# handler runs, with a bare "Error" over the panel; the handler says what is wrong instead.
+STYLE_TYPES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"]
 MIRROR_HELP = ("Your camera is shown mirrored, like a mirror, and the stylized picture is mirrored "
                "the same way so both move alike (text in the scene reads backwards in both). "
                "Files in the File tab are never mirrored.")
@@ -178,6 +184,11 @@ class StyleDemo:
         self._map_lock = threading.Lock()
         self.indexed = (0, len(self.library.styles), 0.0)  # (done, total, seconds) of the index being built
         self.index_thread: threading.Thread | None = None
+        self.index_report = None  # realtime.catalog.IndexReport once the index is built
+        self._jobs, self._jobs_lock = 0, threading.Lock()  # jobs running now (cameras yield to them)
+        self._no_jobs = threading.Event()
+        self._job_since = 0.0  # time.monotonic() when the running jobs began
+        self._no_jobs.set()
         self.served = stylizer.network.model if stylizer.network is not None else "served"
         self._code_cache = code_cache
         self._models = {self.served: (stylizer, self.library)}
@@ -201,7 +212,7 @@ class StyleDemo:
         missing = sum(not self.library.ready(s) for s in self.library.styles)
         log.info("styles: %d styles, %d to encode (rtstyle styles --index DIR does it ahead)",
                  len(self.library.styles), missing)
-        report = self.library.index(progress)
+        report = self.index_report = self.library.index(progress)
         self.style_map()
         log.info("styles: index and map ready in %.1f s (%d encoded, %d failed)", report.seconds + 0.0,
                  report.encoded, report.failed)
@@ -222,6 +233,27 @@ class StyleDemo:
             return f"visit:{visitor.id}"
         host = getattr(getattr(request, "client", None), "host", None) or "unknown"
         return f"address:{host}"
+
+    @contextlib.contextmanager
+    def _job(self):
+        """A conversion or a style encoding runs: cameras yield, a frame each ``JOB_FRAME_S[0]``
+        s at most for the first ``JOB_FIRST_S`` s (a photo or an upload is done by then), then
+        each ``JOB_FRAME_S[1]`` s, so that the visitor waiting on the job is not kept waiting by
+        the cores the cameras take (two cameras made a 12-megapixel photo 2-3x slower on the
+        shared 2-core CPU before). The frame handler waits rather than answering at once: the
+        browser sends its next frame only after an answer, so fewer frames arrive to decode."""
+        with self._jobs_lock:
+            if not self._jobs:
+                self._job_since = time.monotonic()
+            self._jobs += 1
+            self._no_jobs.clear()
+        try:
+            yield
+        finally:
+            with self._jobs_lock:
+                self._jobs -= 1
+                if not self._jobs:
+                    self._no_jobs.set()
 
     # --- models: the served one, and the other shipped ones, opened on a visitor's first switch
     def engine(self, name: str | None) -> tuple[Stylizer, StyleCatalog]:
@@ -316,10 +348,10 @@ class StyleDemo:
 
     def add_style(self, path: str | None, visitor: Visitor, second: str, mix: float):
         """An uploaded image becomes this visitor's style (encoded now), first in the gallery and
-        selected. -> (gallery, second, visitor, selection, upload, note). A bad file changes
-        nothing but the note: one readable line."""
+        selected. -> (gallery, second, visitor, selection, note). A bad file changes nothing but
+        the note: one readable line."""
         if not path:
-            return gr.skip(), gr.skip(), visitor, gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), visitor, gr.skip(), gr.skip()
         src = Path(path)
         try:
             w, h = _header_pixels(src)
@@ -328,17 +360,18 @@ class StyleDemo:
                                 f"{MAX_STYLE_PIXELS / 1e6:g} megapixels. Try a smaller copy.")
             rgb = load_style_image(src, STYLE_SIZE)
             style = StyleCatalog.upload(rgb, _safe_stem(src.name))
-            self.engine(visitor.model)[1].code(style, rgb)
+            with self._job():
+                self.engine(visitor.model)[1].code(style, rgb)
         except Exception as e:  # noqa: BLE001  (a visitor's file: one line for them, one in the log)
             note = booth.report("style upload", e, src.name, src)
-            return gr.skip(), gr.skip(), visitor, gr.skip(), None, note
+            return gr.skip(), gr.skip(), visitor, gr.skip(), note
         visitor.uploads.pop(style.key, None)
         visitor.uploads[style.key] = (style, rgb, thumbnail(Image.fromarray(rgb)))
         while len(visitor.uploads) > MAX_UPLOADED_STYLES:
             visitor.uploads.pop(next(iter(visitor.uploads)))
         visitor.style, visitor.query = style.key, ""
         return (self.gallery_update(visitor), gr.update(choices=self.choices(visitor)), visitor,
-                self.describe(visitor, second, mix), None, f"Added **{style.label}**: it is first in the gallery.")
+                self.describe(visitor, second, mix), f"Added **{style.label}**: it is first in the gallery.")
 
     # --- live
     def live_frame(self, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
@@ -346,13 +379,17 @@ class StyleDemo:
         """One webcam frame, (H, W, 3) uint8 RGB -> (stylized frame, status, readout, webcam update)."""
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        seat = self.seats.claim(self.client(visitor, request), self.clock())
+        key = self.client(visitor, request)
+        seat = self.seats.claim(key, self.clock(), wall_clock=key.startswith("address:"))
         if seat.state == "over":
             # Hiding the webcam stops the browser's stream; the seat went to the next in line.
             return gr.skip(), self.times_up(), "", gr.update(visible=False)
         status = booth.status_text(seat, self.cfg.concurrency)
         if seat.state == "waiting":
             return gr.skip(), status, gr.skip(), gr.skip()
+        if self._jobs and visitor.frames:  # a job runs: it goes first (see _job)
+            pace = JOB_FRAME_S[time.monotonic() - self._job_since > JOB_FIRST_S]
+            self._no_jobs.wait(max(0.0, pace - (self.clock() - visitor.frames[-1][0])))
         t0 = time.perf_counter()
         try:
             out = self._stylize(frame, visitor, alpha, keep_colour, smooth, second, mix)
@@ -443,7 +480,8 @@ class StyleDemo:
                                 preserve_color="luminance" if keep_colour else "none",
                                 max_side=self.file_side, preset=FILE_PRESET)
             progress(0, desc="Stylizing")
-            res = convert(cfg, self.engine(visitor.model)[0], self.mixed_code(visitor, second, mix))
+            with self._job():
+                res = convert(cfg, self.engine(visitor.model)[0], self.mixed_code(visitor, second, mix))
         except Exception as e:  # noqa: BLE001  (a visitor's file: one line for them, one in the log)
             return gr.skip(), gr.skip(), gr.skip(), booth.report("file conversion", e, src.name, src)
         finally:
@@ -586,8 +624,8 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                 gallery = gr.Gallery(demo.gallery(None), label="Styles", columns=4, height=330, allow_preview=False,
                                      selected_index=[s.key for s in demo.styles(None)].index(first.style),
                                      object_fit="cover", elem_id="styles")
-                upload = gr.Image(type="filepath", sources=["upload"], label="Add your own style (an image)",
-                                  height=120, elem_id="style-upload")
+                upload = gr.UploadButton("Add your own style (a picture)", type="filepath", size="md",
+                                         file_types=STYLE_TYPES, elem_id="style-upload")
                 upload_note = gr.Markdown("", elem_id="upload-note")
                 second = gr.Dropdown(demo.choices(None), value="", label="Blend with a second style", elem_id="second")
                 mix = gr.Slider(0, 1, value=0.5, step=0.05, label="Share of the second style", elem_id="mix")
@@ -606,7 +644,7 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
         search.change(demo.search, [search, visitor], [gallery, visitor, search_note], **quick).then(
             None, js=SCROLL_JS)
         upload.upload(demo.add_style, [upload, visitor, second, mix],
-                      [gallery, second, visitor, selection, upload, upload_note], **jobs).then(None, js=SCROLL_JS)
+                      [gallery, second, visitor, selection, upload_note], **jobs).then(None, js=SCROLL_JS)
         second.change(demo.describe, [visitor, second, mix], selection, **quick)
         model.change(demo.choose_model, [visitor, model], [visitor, model_note], **jobs)
         mix.input(demo.describe, [visitor, second, mix], selection, trigger_mode="always_last", **quick)

@@ -6,7 +6,8 @@ others stand in a first-come line and are told, on every frame their browser sen
 place and how long they wait at most: the seats' remaining times under the time cap, each
 freed seat taken by the next in line for a full visit (people leave earlier, never later).
 A seat whose browser has sent nothing for ``idle_s`` is free again (a closed tab, a stopped
-camera); the seconds it used stay counted, so pausing does not reset the cap.
+camera); the seconds it used stay counted, so pausing does not reset the cap. For a script
+(``wall_clock``) the visit runs from its first call, gaps between calls included.
 
 **Clients.** A browser page is a client (its session); a call to the live endpoint that does
 not come from an opened page (a script: every REST call is a new session) is keyed by its
@@ -48,6 +49,7 @@ class LiveSeats:
         self._line: dict[str, float] = {}  # key -> last frame; insertion order is the line
         self._spent: dict[str, float] = {}  # seconds used by keys whose seat lapsed
         self._over: dict[str, float] = {}  # key -> when its visit ended
+        self._first: dict[str, float] = {}  # wall-clock keys -> their first frame
         self._lock = threading.Lock()
 
     def _expire(self, now: float) -> None:
@@ -62,13 +64,17 @@ class LiveSeats:
             if now - ended > self.cap_s:
                 del self._over[key]
                 self._spent.pop(key, None)
+                self._first.pop(key, None)
 
-    def claim(self, key: str, now: float) -> Admission:
-        """A frame from ``key`` at ``now``: may it be stylized?"""
+    def claim(self, key: str, now: float, *, wall_clock: bool = False) -> Admission:
+        """A frame from ``key`` at ``now``: may it be stylized? ``wall_clock``: the visit lasts
+        ``cap_s`` from its first frame, gaps included (a script's calls, each a frame)."""
         with self._lock:
             self._expire(now)
             if key in self._over:
                 return Admission("over")
+            if wall_clock:
+                self._spent[key] = now - self._first.setdefault(key, now)
             if key not in self._live:
                 self._line.setdefault(key, now)
                 self._line[key] = now

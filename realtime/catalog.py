@@ -67,10 +67,11 @@ def default_thumb_cache() -> Path:
     return cache_dir() / "style-thumbs"
 
 
-def style_labels(paths: list[Path]) -> list[str]:
+def style_labels(paths: list[Path], taken: tuple[str, ...] = ()) -> list[str]:
     """Readable, distinct gallery labels for style files named ``<source-tag>__<stem>.jpg``:
     the stem with spaces; where the stem is only digits or a generic word with a number
-    ("0", "style-0", "sty-00") or two files share it, the source tag leads ("msg 0")."""
+    ("0", "style-0", "sty-00"), or two files or a label in ``taken`` share it, the source tag
+    leads ("msg 0")."""
     import re
 
     def plain(p: Path) -> tuple[str, str]:
@@ -78,11 +79,11 @@ def style_labels(paths: list[Path]) -> list[str]:
         return (tag if sep else ""), (stem if sep else tag).replace("_", " ").strip()
 
     parts = [plain(p) for p in paths]
-    counts = Counter(stem.lower() for _, stem in parts)
+    counts = Counter(stem.lower() for _, stem in parts) + Counter(t.lower() for t in taken)
     generic = re.compile(r"^(?:(?:style|sty|img|image|s|content|art)[ -]?)?\d*$", re.IGNORECASE)
     labels = [f"{tag} {stem}".strip() if tag and (counts[stem.lower()] > 1 or generic.match(stem)) else stem or tag
               for tag, stem in parts]
-    seen: Counter = Counter()
+    seen: Counter = Counter(t.lower() for t in taken)
     out = []
     for label in labels:  # still equal (same tag and stem in another case): number them
         seen[label.lower()] += 1
@@ -145,7 +146,7 @@ class StyleCatalog:
                 log.warning("styles: skipping %s: commas in style paths are not supported", path)
                 continue
             paths.append(path)
-        for path, label in zip(paths, style_labels(paths)):
+        for path, label in zip(paths, style_labels(paths, tuple(s.label for s in self.styles))):
             st = path.stat()
             style = Style(f"file:{path.name}", label, str(path.resolve()),
                           f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}")

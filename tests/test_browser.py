@@ -91,13 +91,22 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    clip = make_camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m")
+def playwright():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                              args=FLAGS + [f"--use-file-for-fake-video-capture={clip}"])
-        yield b
-        b.close()
+        yield p
+
+
+def launch_chromium(playwright, clip: Path):
+    """Headless Chromium whose fake camera plays ``clip``."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                      args=FLAGS + [f"--use-file-for-fake-video-capture={clip}"])
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, tmp_path_factory):
+    b = launch_chromium(playwright, make_camera_clip(tmp_path_factory.mktemp("camera") / "camera.y4m"))
+    yield b
+    b.close()
 
 
 def open_page(browser, server, viewport=(1400, 950)):

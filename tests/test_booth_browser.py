@@ -1,0 +1,270 @@
+"""The booth in headless Chromium (real browser, fake camera): what an event needs to hold up.
+
+Two live visitors do not slow a photo conversion beyond twice its solo time; the shared styles'
+index is built ahead and the map opens at once; bad uploads leave the panel usable with one
+readable line; a phone shows the camera without scrolling; the readout has numbers below
+0.5 fps; the time cap holds for a script calling the live endpoint. The server, browser and
+helpers are ``tests/test_browser.py``'s. Screenshots go to ``artifacts/screenshots/``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.fake_camera import make_camera_clip
+from tests.test_browser import (SHOTS, Server, browser, launch_chromium, next_frame, open_page,  # noqa: F401
+                                playwright, server, shot, start_camera)
+from tests.test_demo import bomb_png, visible_stylizer
+
+pytestmark = pytest.mark.browser
+
+PHONE, DESKTOP = (412, 900), (1280, 800)
+
+
+def convert_photo(page, photo) -> float:
+    """In the File tab, upload ``photo`` (unless it is there), click Stylize, wait for the
+    download link: seconds from the click to the result."""
+    page.get_by_role("tab", name="File").click()
+    page.locator("#convert").wait_for(state="visible")
+    if not page.locator(f"#file-in [aria-label='{photo.name}']").count():
+        page.locator("#file-in input[type=file]").set_input_files(str(photo))
+        page.wait_for_selector(f"#file-in [aria-label='{photo.name}']")
+    old = page.get_attribute("#download a[download]", "href") if page.locator("#download a[download]").count() else None
+    t0 = time.perf_counter()
+    page.locator("#convert").click()
+    page.wait_for_function("old => { const a = document.querySelector('#download a[download]');"
+                           " return a && a.href && a.href !== old; }", arg=old)
+    seconds = time.perf_counter() - t0
+    status = page.locator("#file-status").inner_text()
+    assert "Done in" in status
+    print(f"photo: {seconds:.2f} s from the click; {status}")
+    return seconds
+
+
+@pytest.fixture(scope="module")
+def phone_cameras(playwright, tmp_path_factory):  # noqa: F811
+    """A browser whose fake camera is 160x120: the visitors' phones would do this work on their
+    own cores; here they share the server's two, so they are kept small."""
+    b = launch_chromium(playwright, make_camera_clip(tmp_path_factory.mktemp("camera") / "small.y4m",
+                                                     width=160, height=120))
+    yield b
+    b.close()
+
+
+def test_two_live_visitors_do_not_hold_up_a_photo(browser, phone_cameras, server, tmp_path):  # noqa: F811
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "holiday.jpg"
+    Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(photo, quality=90)  # a phone photo
+    page = open_page(browser, server)
+    cams = []
+    try:
+        convert_photo(page, photo)  # warm-up: first conversion of this size
+        solo = [convert_photo(page, photo) for _ in range(2)]
+        cams = [open_page(phone_cameras, server) for _ in range(2)]
+        srcs = []
+        for cam in cams:
+            start_camera(cam)
+            srcs.append(next_frame(cam))
+        busy = []
+        for _ in range(2):
+            busy.append(convert_photo(page, photo))
+            for i, cam in enumerate(cams):  # both cameras keep streaming meanwhile
+                srcs[i] = next_frame(cam, srcs[i])
+        shot(page, "photo_beside_two_cameras.png")
+    finally:
+        for p in [page, *cams]:
+            p.close()
+    # The best of two each way: the 2-core machine is shared (other work, and the Chromium pages
+    # that stand in for the visitors' phones), and a passing spike is not the app's doing.
+    print(f"photo: solo {solo} s, beside two live cameras {busy} s")
+    assert min(busy) <= 2 * min(solo), (solo, busy)
+
+
+@pytest.mark.slow
+def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browser, shared_data, tmp_path):  # noqa: F811
+    from realtime.catalog import StyleCatalog
+
+    styles = shared_data / "styles"
+    codes, thumbs = tmp_path / "codes", tmp_path / "thumbs"
+    ahead = StyleCatalog(visible_stylizer(), styles_dir=styles, cache_dir=codes, thumb_dir=thumbs)
+    report = ahead.index()  # what `rtstyle styles --index` does, with the test network
+    assert report.failed == 0 and report.encoded == report.styles > 400
+    srv = Server(tmp_path, styles, code_cache=codes, thumb_cache=thumbs)
+    try:
+        assert srv.demo.index_report.encoded == 0  # start-up found every code in the index
+        assert len({s.label for s in srv.demo.library.styles}) == len(srv.demo.library.styles)  # distinct names
+        page = open_page(browser, srv, DESKTOP)
+        try:
+            page.wait_for_selector("#styles .thumbnail-item")
+            t0 = time.perf_counter()
+            page.get_by_role("tab", name="Style map").click()
+            img = page.wait_for_selector("#stylemap img")
+            opened = time.perf_counter() - t0
+            m = srv.demo.style_map()
+            assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [m.base.shape[1], m.base.shape[0]]
+            assert opened < 5.0, opened  # no encoding, no t-SNE: only the picture travels
+            shot(page, "map_shared_styles.png")
+            # a click on the last style selects it and the gallery scrolls to it
+            k = len(m.keys) - 1
+            label = srv.demo.library.by_key[m.keys[k]].label
+            wrap = page.locator("#stylemap-wrap")
+            wrap.evaluate("(w, p) => { w.scrollTop = p[1] - 100; w.scrollLeft = p[0] - 100; }",
+                          [float(m.points[k][0]), float(m.points[k][1])])
+            box = img.bounding_box()
+            page.mouse.click(box["x"] + m.points[k][0], box["y"] + m.points[k][1])
+            page.wait_for_function("t => document.querySelector('#selection').innerText.trim() === t",
+                                   arg=f"Style: {label}")
+            page.wait_for_function(
+                "() => { const s = document.querySelector('#styles .thumbnail-item.selected');"
+                " const w = document.querySelector('#styles .grid-wrap'); if (!s || !w) return false;"
+                " const a = s.getBoundingClientRect(), b = w.getBoundingClientRect();"
+                " return a.top >= b.top - 1 && a.bottom <= b.bottom + 1; }")
+            # the filter narrows a gallery of hundreds to a few
+            word = label.split()[0]
+            page.locator("#search input, #search textarea").first.fill(word)
+            want = sum(word.lower() in s.label.lower() for s in srv.demo.library.styles)
+            page.wait_for_function("n => document.querySelectorAll('#styles .thumbnail-item').length === n", arg=want)
+        finally:
+            page.close()
+    finally:
+        srv.blocks.close()
+
+
+def upload_style(page, path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#style-upload").click()
+    chooser.value.set_files(str(path))
+
+
+def test_bad_style_uploads_leave_the_panel_usable_with_one_readable_line(browser, server, tmp_path):  # noqa: F811
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    bomb = bomb_png(tmp_path / "huge.png")
+    good = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (80, 100, 3), dtype=np.uint8)).save(good)
+    page = open_page(browser, server)
+    try:
+        page.wait_for_selector("#styles .thumbnail-item")
+        count = page.locator("#styles .thumbnail-item").count()
+        assert count == len(server.demo.library.styles)
+        for path, words in ((text, "notes.png is not a picture"), (bomb, "huge.png is 15000x15000 pixels")):
+            upload_style(page, path)
+            page.wait_for_function("w => document.querySelector('#upload-note').innerText.includes(w)", arg=words)
+            note = page.locator("#upload-note").inner_text()
+            assert note.startswith("⚠") and "ref " in note and str(tmp_path) not in note
+            panel = page.locator("#styles").inner_text() + page.locator("#selection").inner_text()
+            assert "Error" not in panel and page.locator("#styles .thumbnail-item").count() == count
+            assert page.locator("#selection").inner_text().strip() == "Style: mosaic"
+        shot(page, "bad_upload.png")
+        page.locator("#styles .thumbnail-item").nth(3).click()  # the panel still works
+        page.wait_for_function("() => document.querySelector('#selection').innerText.includes('ink')")
+        upload_style(page, good)
+        page.wait_for_function("() => document.querySelector('#upload-note').innerText.includes('Added')")
+        page.wait_for_function("n => document.querySelectorAll('#styles .thumbnail-item').length === n", arg=count + 1)
+        assert page.locator("#styles .thumbnail-item").first.get_attribute("class").count("selected")
+        # the same bomb in the File tab: one line there too
+        page.get_by_role("tab", name="File").click()
+        page.locator("#file-in input[type=file]").set_input_files(str(bomb))
+        page.wait_for_selector("#file-in [aria-label='huge.png']")
+        page.locator("#convert").click()
+        page.wait_for_function("() => document.querySelector('#file-status').innerText.includes('15000x15000')")
+        assert "Error" not in page.locator("#file-status").inner_text()
+    finally:
+        page.close()
+
+
+def test_a_phone_shows_the_camera_and_result_first_and_the_whole_gallery_width(browser, server):  # noqa: F811
+    for viewport, name in ((PHONE, "booth-phone.png"), (DESKTOP, "booth-desktop.png")):
+        page = open_page(browser, server, viewport)
+        try:
+            start_camera(page)
+            next_frame(page)
+            page.wait_for_function("() => document.querySelector('#readout').innerText.includes('fps')")
+            cam = page.locator("#webcam").bounding_box()
+            assert page.evaluate("() => window.scrollY") == 0
+            assert cam["y"] >= 0 and cam["y"] + cam["height"] <= viewport[1], cam  # no scrolling
+            assert page.locator("#live-status").bounding_box()["y"] < cam["y"]
+            shot(page, name)
+            if viewport == PHONE:  # the controls follow; no gallery column is cut off
+                grid = page.locator("#styles .grid-wrap").bounding_box()
+                for box in page.locator("#styles .thumbnail-item").evaluate_all(
+                        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.right]; })"):
+                    assert grid["x"] <= box[0] and box[1] <= grid["x"] + grid["width"] + 1, (box, grid)
+                assert page.locator("#styles").bounding_box()["y"] > cam["y"]
+        finally:
+            page.close()
+
+
+def test_the_readout_shows_numbers_below_half_a_frame_a_second(browser, server, monkeypatch):  # noqa: F811
+    real = server.demo._stylize
+
+    def slow(*args, **kwargs):  # a network that takes 2.5 s a frame (a big model on a small CPU)
+        time.sleep(2.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server.demo, "_stylize", slow)
+    page = open_page(browser, server)
+    try:
+        start_camera(page)
+        page.wait_for_function("() => /\\b0\\.[0-4]\\d fps/.test(document.querySelector('#readout').innerText)",
+                               timeout=60_000)
+        text = page.locator("#readout").inner_text()
+        fps = float(re.search(r"(\d+\.\d+) fps", text).group(1))
+        assert 0 < fps < 0.5 and re.search(r"p50 \d+ ms", text), text
+        shot(page, "slow_readout.png")
+    finally:
+        page.close()
+        monkeypatch.undo()
+        server.fresh_seats()
+
+
+def api_frame(server, frame: np.ndarray) -> list:
+    """One REST call to the live endpoint (as a script would: each call a new session) ->
+    its first output [image, status, readout, webcam]."""
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    body = json.dumps({"data": [{"url": url, "meta": {"_type": "gradio.FileData"}}, 1.0, False, 0.0, "", 0.5]})
+    req = urllib.request.Request(server.url + "gradio_api/call/live_frame", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(server.url + f"gradio_api/call/live_frame/{event}", timeout=30) as r:
+        for line in r:
+            line = line.decode().strip()
+            if line.startswith("data:") and line[5:].strip() not in ("", "null"):
+                return json.loads(line[5:])
+    raise AssertionError("no output from the live endpoint")
+
+
+def test_the_time_cap_holds_through_the_api(browser, server, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(server.demo.seats, "cap_s", 2.0)  # a visit of 2 s of wall clock
+    frame = np.full((48, 64, 3), 120, np.uint8)
+    try:
+        first = api_frame(server, frame)
+        assert isinstance(first[0], dict) and "Live" in first[1]
+        t0 = time.perf_counter()
+        while True:  # new sessions, one address: the calls add up to one visit
+            out = api_frame(server, frame)
+            if "turn is over" in out[1]:
+                break
+            assert time.perf_counter() - t0 < 10, out[1]
+        assert not isinstance(out[0], dict) or "path" not in out[0]  # no picture after the cap
+        assert "turn is over" in api_frame(server, frame)[1]
+        page = open_page(browser, server)  # a visitor's page is a visit of its own
+        try:
+            start_camera(page)
+            next_frame(page)
+        finally:
+            page.close()
+    finally:
+        monkeypatch.undo()
+        server.fresh_seats()
