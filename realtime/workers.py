@@ -88,9 +88,10 @@ class Worker:
         """Remove this worker's temporary folder (a killed worker's is swept by the next one)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def describe(self) -> str:
+    def describe(self) -> str | None:
+        """The model and the engine that ran it, None before the first task built the engine."""
         s = self.stylizer
-        return f"{s.network.model}, {s.engine_label} on {s.device}"
+        return f"{s.network.model}, {s.engine_label} on {s.device}" if s.engine_label else None
 
     def run(self, task: Task) -> Iterator[tuple[str, object]]:
         """("frames", n) as batches finish (at most every ``PROGRESS_EVERY_S``), then
@@ -128,7 +129,7 @@ class InlinePool:
         self.worker = Worker(model, cores)
 
     def engine(self) -> str:
-        return self.worker.describe()
+        return self.worker.describe() or ""
 
     def run(self, tasks: Iterable[Task], skip: set[int]) -> Iterator[Event]:
         for task in tasks:
@@ -198,7 +199,8 @@ class RayPool:
         return self._remote.remote(self._model, self._cores)
 
     def engine(self) -> str:
-        return self._ray.get(self.actors[0].describe.remote()) if self.actors else "no workers"
+        labels = self._ray.get([a.describe.remote() for a in self.actors])
+        return next((label for label in labels if label), "")
 
     def pids(self) -> list[int]:
         return self._ray.get([a.pid.remote() for a in self.actors])

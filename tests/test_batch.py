@@ -24,7 +24,7 @@ from realtime.segments import join_segments, plan_segments
 from realtime.smoothing import consistency_mask, dis_flow, warp
 from realtime.workers import Task, Worker
 
-MODEL = dict(backend="eager", device="cpu")  # the shipped default model; eager: no engine measurement
+MODEL = dict(name="adain-cd16", backend="eager", device="cpu")  # shipped; eager: no engine measurement
 OPTIONS = dict(max_side=64, preset="ultrafast", progress=False)
 
 
@@ -150,7 +150,8 @@ def test_files_run_one_by_one_here_and_a_bad_one_is_reported(tmp_path, capsys, w
     out = tmp_path / "out"
     out.mkdir()
     rc = main(["batch", *map(str, [clips[0], bad, clips[1], tmp_path / "missing.mp4", tmp_path / "photo.png"]),
-               "-o", str(out), "--max-side", "64", "--preset", "ultrafast", "--no-progress", "--backend", "eager"])
+               "-o", str(out), "--max-side", "64", "--preset", "ultrafast", "--no-progress", "--backend", "eager",
+               "--model", "adain-cd16"])
     err = capsys.readouterr().err
     assert rc == 1
     assert sorted(p.name for p in out.iterdir()) == ["a_mosaic.mp4", "b_mosaic.mp4", "photo_mosaic.png"]
