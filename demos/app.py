@@ -30,7 +30,7 @@ errors already reported. A bad input (a text file named .png, a 225-megapixel PN
 video) gives one line in the page under the control it came from, never an error badge over
 the panel; the log gets one line with the same id (``demos.booth.report``).
 
-**Why one file** (~600 lines): it is one page. Its handlers and its layout refer to each other
+**Why one file** (~700 lines): it is one page. Its handlers and its layout refer to each other
 (every control is an input of several handlers), and the reusable parts already live in
 ``realtime`` (the stylizer, the style catalogue, conversion), ``demos/booth.py`` (seats, the
 line, failure reports) and ``demos/stylemap.py``.
