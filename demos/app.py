@@ -375,7 +375,7 @@ class StyleDemo:
 
     # --- live
     def live_frame(self, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
-                   smooth: float, second: str, mix: float, request: gr.Request | None = None):
+                   smooth: float, second: str, mix: float, request: gr.Request = None):
         """One webcam frame, (H, W, 3) uint8 RGB -> (stylized frame, status, readout, webcam update)."""
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
