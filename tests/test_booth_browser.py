@@ -118,8 +118,10 @@ def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browse
             wrap = page.locator("#stylemap-wrap")
             wrap.evaluate("(w, p) => { w.scrollTop = p[1] - 100; w.scrollLeft = p[0] - 100; }",
                           [float(m.points[k][0]), float(m.points[k][1])])
-            box = img.bounding_box()
-            page.mouse.click(box["x"] + m.points[k][0], box["y"] + m.points[k][1])
+            # the page may show the map scaled to its column: click where the style is drawn
+            # (Playwright scrolls the point into view)
+            scale = img.bounding_box()["width"] / m.base.shape[1]
+            img.click(position={"x": float(m.points[k][0]) * scale, "y": float(m.points[k][1]) * scale})
             page.wait_for_function("t => document.querySelector('#selection').innerText.trim() === t",
                                    arg=f"Style: {label}")
             page.wait_for_function(
