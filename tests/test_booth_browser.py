@@ -248,7 +248,9 @@ def api_frame(server, frame: np.ndarray) -> list:
 
 
 def test_the_time_cap_holds_through_the_api(browser, server, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(server.demo.seats, "cap_s", 2.0)  # a visit of 2 s of wall clock
+    # a visit of 6 s of wall clock; an address may start another 6 s after its visit ended, so
+    # the check right after the cap must come sooner than that even on a loaded CI machine
+    monkeypatch.setattr(server.demo.seats, "cap_s", 6.0)
     frame = np.full((48, 64, 3), 120, np.uint8)
     try:
         first = api_frame(server, frame)
@@ -258,7 +260,7 @@ def test_the_time_cap_holds_through_the_api(browser, server, monkeypatch):  # no
             out = api_frame(server, frame)
             if "turn is over" in out[1]:
                 break
-            assert time.perf_counter() - t0 < 10, out[1]
+            assert time.perf_counter() - t0 < 20, out[1]
         assert not isinstance(out[0], dict) or "path" not in out[0]  # no picture after the cap
         assert "turn is over" in api_frame(server, frame)[1]
         page = open_page(browser, server)  # a visitor's page is a visit of its own
