@@ -139,12 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_styles(sub)
     _add_models(sub)
     _add_doctor(sub)
-    from realtime import batch, bench, live, serve, train
+    from realtime import batch, bench, live, serve, temporal_tune, train
 
     batch.register_cli(sub)
     live.register_cli(sub)
     serve.register_cli(sub)
     train.register_cli(sub)
+    temporal_tune.register_cli(sub)
     bench.register_cli(sub)
     return parser
 

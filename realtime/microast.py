@@ -81,8 +81,10 @@ def mean_std(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def modulate(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Filter modulation: ``weight * conv(x) + bias * x`` with per-channel (C,) weight and bias."""
-    w, b = weight.to(x.dtype).reshape(-1, 1, 1), bias.to(x.dtype).reshape(-1, 1, 1)
+    """Filter modulation: ``weight * conv(x) + bias * x`` with per-channel weight and bias, (C,)
+    for the whole batch or (N, C) per sample."""
+    w = weight.to(x.dtype).reshape(*weight.shape, 1, 1)
+    b = bias.to(x.dtype).reshape(*bias.shape, 1, 1)
     return w * conv(x) + b * x
 
 
@@ -135,7 +137,9 @@ class Modulator(nn.Module):
 
 class Decoder(nn.Module):
     """Content level 1 (N, 64, h, w) + a style's code -> (N, 3, 4h, 4w) RGB, not clamped.
-    ``alpha`` is the published feature-space blend; the product passes 1 (module docstring)."""
+    The code tensors are (2, 64), one style for the batch, or (N, 2, 64), a style per sample
+    (training). ``alpha`` is the published feature-space blend; the product passes 1 (module
+    docstring)."""
 
     def __init__(self):
         super().__init__()
@@ -147,8 +151,8 @@ class Decoder(nn.Module):
     def forward(self, f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
         for level, res in ((1, self.res1), (0, self.res2)):  # deep level first, as trained
-            f = adain(f, mean[level], std[level], alpha, content_stats=mean_std(f))
-            f = res(f, weight[level], bias[level])
+            f = adain(f, mean[..., level, :], std[..., level, :], alpha, content_stats=mean_std(f))
+            f = res(f, weight[..., level, :], bias[..., level, :])
         for up, mix in ((self.up1, self.mix1), (self.up2, self.mix2)):
             f = F.interpolate(f, scale_factor=2.0, mode="bilinear", align_corners=False)
             f = F.relu(mix(F.relu(up(f))))
