@@ -326,3 +326,30 @@ def test_convert_with_model_microast(tmp_path, capsys):
     src = make_clip(tmp_path / "in.mp4", frames=3, width=64, height=48)
     assert main(["convert", str(src), "-o", str(tmp_path / "out.mp4"), "--model", "microast", "--no-progress"]) == 0
     assert read_back(tmp_path / "out.mp4")["frames"] == 3 and "microast" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k, cin, cout", [(9, 16, 3), (5, 4, 6), (1, 8, 2)])
+def test_block_conv_is_the_same_conv(k, cin, cout):
+    """The frame decoder's last conv on 4x4 blocks computes what the plain conv does."""
+    from realtime.microast import BlockConv, _conv
+
+    torch.manual_seed(k)
+    conv = _conv(cin, cout, k)
+    x = torch.rand(2, cin, 24, 36)
+    with torch.no_grad():
+        torch.testing.assert_close(BlockConv(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="stride-1"):
+        BlockConv(_conv(cin, cout, 3))  # padding 1: 2 px of padding is not whole blocks
+
+
+def test_frame_decoder_matches_the_model(random_model):
+    from realtime.microast import FrameDecoder, FrameEncoder
+
+    content, style = images((1, 3, 40, 56), (1, 3, 32, 32))
+    code = random_model.style_code(style)
+    frames = (content * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    with torch.no_grad():
+        out = FrameDecoder(random_model)(FrameEncoder(random_model)(frames), *code.tensors())
+        ref = random_model(frames.permute(0, 3, 1, 2).float() / 255, *code.tensors())
+    ref = (ref.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    assert (out.int() - ref.int()).abs().max() <= 1
