@@ -18,8 +18,12 @@ alike; the page says so. The file tab never mirrors.
 serves everyone; each call passes that visitor's ``StyleSettings``. Live frames and jobs (file
 conversion, style upload, model switch) are separate Gradio concurrency groups: ``"live"``
 admits ``--concurrency`` seated visitors plus a line (``demos.booth.LiveSeats``: place and
-longest wait shown above the camera, a per-visit time cap that also holds for scripts calling
-the endpoint), and ``"jobs"`` runs ``--jobs`` at once. Style codes and thumbnails come from the
+longest wait shown above the camera, a per-visit time cap), and ``"jobs"`` runs ``--jobs`` at
+once. Scripts get their own endpoint, ``/live_frame``: one frame a call, its slot free again
+when the frame is answered, and the calls of an address share one capped visit. The stream
+itself answers opened pages only: Gradio keeps a stream event, and its slot, waiting for the
+next frame until the event's time limit, so a script's one-frame call would hold a slot for
+minutes. Style codes and thumbnails come from the
 index (``realtime.catalog``: ``rtstyle styles --index DIR`` ahead, or a background thread at
 start-up whose progress goes to the log), and the map is drawn right after it, so neither a
 visitor nor a slot waits for hundreds of styles to encode.
@@ -96,6 +100,8 @@ MIRROR_HELP = ("Your camera is shown mirrored, like a mirror, and the stylized p
                "the same way so both move alike (text in the scene reads backwards in both). "
                "Files in the File tab are never mirrored.")
 START_TEXT = "Click the camera box to allow the webcam, then **Record**."
+SCRIPT_TEXT = ("This endpoint streams the camera of a page opened in a browser. A script sends "
+               "one frame a call to /live_frame (its calls share one visit per address).")
 # Phones first: the camera and the result lead the page (the controls column follows them when
 # the row wraps); the gallery's columns fit the width; the seat status is large.
 CSS = """
@@ -104,11 +110,20 @@ CSS = """
 #live-status { font-size: 1.15rem; }
 #live-status p { margin: 0.2rem 0; }
 #readout p { margin: 0.2rem 0; }
-#stylemap-wrap { overflow: auto; max-height: 640px; }
-#stylemap-wrap img { max-width: none !important; max-height: none !important; }
+#stylemap-wrap { overflow: auto; max-height: 70vh; }
+#stylemap, #stylemap .image-container, #stylemap .image-container > button, #stylemap .image-frame {
+  width: max-content !important; height: auto !important; max-width: none !important; overflow: visible !important; }
+#stylemap img { width: auto !important; height: auto !important; max-width: none !important;
+  max-height: none !important; object-fit: none !important; }
 #webcam .button-wrap { position: static !important; transform: none !important; margin: 6px auto 0;
   width: fit-content; }
 """
+# The map is shown at its own size (64 px thumbnails on a phone too) in a box that scrolls: on
+# opening, the box scrolls to the selected style (``map_focus``) once the picture has loaded.
+MAP_FOCUS_JS = """(p) => { if (!p) return; let tries = 0; const go = () => {
+  const w = document.querySelector('#stylemap-wrap'), i = w && w.querySelector('img');
+  if (!i || !i.complete || !i.naturalWidth) { if (tries++ < 50) setTimeout(go, 100); return; }
+  w.scrollLeft = p[0] - w.clientWidth / 2; w.scrollTop = p[1] - w.clientHeight / 2; }; go(); }"""
 # After the gallery changes (an upload, a map click, a filter): bring the selected style into view.
 SCROLL_JS = """() => { setTimeout(() => { const s = document.querySelector('#styles .thumbnail-item.selected');
   if (s) s.scrollIntoView({block: 'nearest', inline: 'nearest'}); }, 400); }"""
@@ -225,14 +240,14 @@ class StyleDemo:
             while len(self._pages) > MAX_PAGES:
                 self._pages.popitem(last=False)
 
-    def client(self, visitor: Visitor, request: gr.Request | None) -> str:
-        """Whose live time a frame counts against: the page's visit, or for a call that does not
-        come from an opened page (a script: every REST call is a new session), its address."""
-        session = getattr(request, "session_hash", None)
-        if request is None or session in self._pages:
-            return f"visit:{visitor.id}"
-        host = getattr(getattr(request, "client", None), "host", None) or "unknown"
-        return f"address:{host}"
+    def from_page(self, request: gr.Request | None) -> bool:
+        """True for a call from an opened page (its load event came first) or a local call."""
+        return request is None or getattr(request, "session_hash", None) in self._pages
+
+    @staticmethod
+    def address(request: gr.Request | None) -> str:
+        """A script's seat key: its address (every REST call is a new session)."""
+        return f"address:{getattr(getattr(request, 'client', None), 'host', None) or 'unknown'}"
 
     @contextlib.contextmanager
     def _job(self):
@@ -376,11 +391,28 @@ class StyleDemo:
     # --- live
     def live_frame(self, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
                    smooth: float, second: str, mix: float, request: gr.Request = None):
-        """One webcam frame, (H, W, 3) uint8 RGB -> (stylized frame, status, readout, webcam update)."""
+        """One frame of a page's webcam stream, (H, W, 3) uint8 RGB -> (stylized frame, status,
+        readout, webcam update); the page's visit is its seat key. A stream that does not come
+        from an opened page (a script) is refused at once, with one line naming ``/live_frame``:
+        Gradio keeps a stream event, and its live slot, waiting for the next frame until the
+        event's time limit, and a script's call never sends one."""
+        if not self.from_page(request):
+            raise gr.Error(SCRIPT_TEXT, print_exception=False)
+        return self._frame(f"visit:{visitor.id}", frame, visitor, alpha, keep_colour, smooth, second, mix)
+
+    def api_frame(self, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
+                  smooth: float, second: str, mix: float, request: gr.Request = None):
+        """The ``/live_frame`` API endpoint: one frame a call, answered, and the live slot is free
+        again. Calls from one address add up to one visit that lasts ``time_cap_s`` of wall clock
+        from the first (gaps included); the outputs are ``live_frame``'s."""
+        key = self.address(request)
+        return self._frame(key, frame, visitor, alpha, keep_colour, smooth, second, mix, wall_clock=True)
+
+    def _frame(self, key: str, frame: np.ndarray | None, visitor: Visitor, alpha: float, keep_colour: bool,
+               smooth: float, second: str, mix: float, *, wall_clock: bool = False):
         if frame is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        key = self.client(visitor, request)
-        seat = self.seats.claim(key, self.clock(), wall_clock=key.startswith("address:"))
+        seat = self.seats.claim(key, self.clock(), wall_clock=wall_clock)
         if seat.state == "over":
             # Hiding the webcam stops the browser's stream; the seat went to the next in line.
             return gr.skip(), self.times_up(), "", gr.update(visible=False)
@@ -551,6 +583,16 @@ class StyleDemo:
                                "Open this tab again in a moment.")
         return self._marked(self._map, visitor, second, mix), ""
 
+    def map_focus(self, visitor: Visitor) -> list[float] | None:
+        """Where the page scrolls the map when it opens: the selected style's (x, y) on the map,
+        else the map's centre; None while the map is being prepared."""
+        if self._map is None:
+            return None
+        m = self._map
+        if visitor.style in m.keys:
+            return [float(v) for v in m.points[m.keys.index(visitor.style)]]
+        return [m.base.shape[1] / 2, m.base.shape[0] / 2]
+
     def map_click(self, visitor: Visitor, second: str, evt: gr.SelectData):
         """A click on the map -> (map, gallery, second style, blend, visitor, description, filter)."""
         if self._map is None:
@@ -606,7 +648,8 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                         file_status = gr.Markdown(f"Sound is kept. Download within {age // 60} minutes: "
                                                   "results are deleted after that.", elem_id="file-status")
                         video_out = gr.Video(label="Result", interactive=False, height=360, elem_id="result-video")
-                        photo_out = gr.Image(label="Result", interactive=False, visible=False, height=360, elem_id="result-photo")
+                        photo_out = gr.Image(label="Result", interactive=False, visible=False, height=360,
+                                             elem_id="result-photo")
                         download = gr.File(label="Download", interactive=False, height=80, elem_id="download")
                     with gr.Tab("Style map", id="map") as map_tab:
                         gr.Markdown("The gallery's styles laid out by t-SNE of their AdaIN statistics: "
@@ -616,6 +659,7 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                         with gr.Column(elem_id="stylemap-wrap"):
                             style_map = gr.Image(label="Style map", show_label=False, interactive=False,
                                                  elem_id="stylemap", buttons=["fullscreen"], format="jpeg")
+                        focus = gr.JSON(None, visible=False)  # map_focus, for MAP_FOCUS_JS
             with gr.Column(scale=2, min_width=300):
                 selection = gr.Markdown(demo.describe(first), elem_id="selection")
                 search = gr.Textbox(placeholder="Filter the styles by name…", show_label=False, elem_id="search",
@@ -637,9 +681,10 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
                 smooth = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, elem_id="smooth",
                                    label="Temporal smoothing (0: off; less flicker, a little trailing)")
         blocks.load(demo.page_opened, None, None, api_visibility="private", **quick)
-        cam.stream(demo.live_frame, [cam, visitor, alpha, keep, smooth, second, mix], [out, status, readout, cam],
-                   stream_every=STREAM_EVERY, time_limit=int(cfg.time_cap_s), show_progress="hidden",
-                   api_name="live_frame", **live)
+        frame_io = [cam, visitor, alpha, keep, smooth, second, mix], [out, status, readout, cam]
+        cam.stream(demo.live_frame, *frame_io, stream_every=STREAM_EVERY, time_limit=int(cfg.time_cap_s),
+                   show_progress="hidden", api_name="live_stream", api_visibility="undocumented", **live)
+        gr.on([], demo.api_frame, *frame_io, api_name="live_frame", show_progress="hidden", **live)  # scripts
         gallery.select(demo.select_style, [visitor, second, mix], [visitor, selection], **quick)
         search.change(demo.search, [search, visitor], [gallery, visitor, search_note], **quick).then(
             None, js=SCROLL_JS)
@@ -651,9 +696,10 @@ def build_app(stylizer: Stylizer, cfg: ServeConfig = ServeConfig(), *, code_cach
         mix.change(demo.describe, [visitor, second, mix], selection, **quick)
         run.click(demo.convert_file, [file_in, visitor, alpha, keep, second, mix],
                   [video_out, photo_out, download, file_status], **jobs)
-        map_tab.select(demo.open_map, [visitor, second, mix], [style_map, map_note], **quick)
-        style_map.select(demo.map_click, [visitor, second],
-                         [style_map, gallery, second, mix, visitor, selection, search], **quick).then(None, js=SCROLL_JS)
+        map_tab.select(demo.open_map, [visitor, second, mix], [style_map, map_note], **quick).then(
+            demo.map_focus, visitor, focus, **quick).then(None, focus, None, js=MAP_FOCUS_JS)
+        style_map.select(demo.map_click, [visitor, second], [style_map, gallery, second, mix, visitor, selection,
+                                                             search], **quick).then(None, js=SCROLL_JS)
     blocks.queue(max_size=QUEUE_MAX)
     blocks.style_demo = demo
     return blocks

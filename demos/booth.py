@@ -9,9 +9,9 @@ A seat whose browser has sent nothing for ``idle_s`` is free again (a closed tab
 camera); the seconds it used stay counted, so pausing does not reset the cap. For a script
 (``wall_clock``) the visit runs from its first call, gaps between calls included.
 
-**Clients.** A browser page is a client (its session); a call to the live endpoint that does
-not come from an opened page (a script: every REST call is a new session) is keyed by its
-address, so its calls add up to one visit and the cap holds. After the cap a client's visit
+**Clients.** A browser page is a client (its session); a script calling the live API (every
+REST call is a new session) is keyed by its address, so its calls add up to one visit and the
+cap holds. After the cap a client's visit
 is over; an address may start a new one after another ``cap_s`` (others get a turn), a page
 by reloading, which puts it at the back of the line.
 

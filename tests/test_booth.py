@@ -47,6 +47,20 @@ def test_a_closed_tab_frees_its_seat_and_a_pause_does_not_reset_the_cap():
     assert again.state == "live" and again.left_s == pytest.approx(5)  # 5 of a's 10 s were used
 
 
+def test_a_script_that_stops_calling_frees_its_seat_and_its_visit_runs_on_meanwhile():
+    seats = LiveSeats(1, cap_s=10, idle_s=3)
+    for t in (0, 1):
+        assert seats.claim("address:s", t, wall_clock=True).state == "live"
+    assert seats.claim("b", 2).state == "waiting"
+    assert seats.claim("b", 4.5).state == "live"  # the script sent nothing for 3.5 s: its seat went to b
+    assert seats.claim("address:s", 5, wall_clock=True).state == "waiting"
+    assert seats.claim("b", 6).state == "live"
+    back = seats.claim("address:s", 9.5, wall_clock=True)  # b sent nothing for 3.5 s
+    assert back.state == "live" and back.left_s == pytest.approx(0.5)  # wall clock: 9.5 s of its 10 are gone
+    assert seats.claim("address:s", 10, wall_clock=True) == Admission("over")
+    assert seats.counts() == (0, 0)
+
+
 def test_status_lines_say_place_wait_and_time_left():
     assert "4:59 of your turn left" in status_text(Admission("live", left_s=299.4), 2)
     text = status_text(Admission("waiting", place=2, wait_s=95), 2)

@@ -17,16 +17,31 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from demos.booth import clock_text
 from tests.fake_camera import make_camera_clip
-from tests.test_browser import (SHOTS, Server, browser, launch_chromium, next_frame, open_page,  # noqa: F401
+from tests.test_browser import (SHOTS, WAIT_MS, Server, browser, launch_chromium, next_frame, open_page,  # noqa: F401
                                 playwright, server, shot, start_camera)
 from tests.test_demo import bomb_png, visible_stylizer
+
+from demos.app import LINE  # after test_browser, which skips without gradio
 
 pytestmark = pytest.mark.browser
 
 PHONE, DESKTOP = (412, 900), (1280, 800)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tests' tiny nets on one thread, also where no ``server`` fixture set it (the index of
+    the shared styles): on the shared 2 cores a second OpenMP thread waits to be scheduled at
+    every layer (the index took 150 s instead of 15 s while other work ran)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def convert_photo(page, photo) -> float:
@@ -88,8 +103,31 @@ def test_two_live_visitors_do_not_hold_up_a_photo(browser, phone_cameras, server
     assert min(busy) <= 2 * min(solo), (solo, busy)
 
 
+def open_map(page, srv):
+    """Open the Style map tab; wait until the map has loaded and the page has scrolled it to
+    the selected style. -> (the map's img element, the server's StyleMap)."""
+    page.wait_for_selector("#styles .thumbnail-item")
+    page.get_by_role("tab", name="Style map").click()
+    img = page.wait_for_selector("#stylemap img")
+    m = srv.demo.style_map()
+    page.wait_for_function("() => { const i = document.querySelector('#stylemap img');"
+                           " return i && i.complete && i.naturalWidth > 0; }")
+    return img, m
+
+
+def in_view(page, selector: str, xy) -> bool:
+    """True when the map's point ``xy`` lies inside the visible part of ``selector``'s box."""
+    return page.evaluate("([s, p]) => { const w = document.querySelector(s), i = w.querySelector('img');"
+                         " const a = w.getBoundingClientRect(), b = i.getBoundingClientRect();"
+                         " const x = b.left + p[0], y = b.top + p[1];"
+                         " return x >= a.left && x <= a.right && y >= a.top && y <= a.bottom; }",
+                         [selector, [float(xy[0]), float(xy[1])]])
+
+
 @pytest.mark.slow
-def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browser, shared_data, tmp_path):  # noqa: F811
+def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browser, shared_data, tmp_path,  # noqa: F811
+                                                                         monkeypatch):
+    from demos import stylemap
     from realtime.catalog import StyleCatalog
 
     styles = shared_data / "styles"
@@ -98,30 +136,37 @@ def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browse
     report = ahead.index()  # what `rtstyle styles --index` does, with the test network
     assert report.failed == 0 and report.encoded == report.styles > 400
     srv = Server(tmp_path, styles, code_cache=codes, thumb_cache=thumbs)
+    work = []  # opening the map must neither encode a style nor run t-SNE: only the picture travels
+    monkeypatch.setattr(srv.demo.library.stylizer, "encode_style", lambda *a, **k: work.append("encode"))
+    monkeypatch.setattr(stylemap, "tsne", lambda *a, **k: work.append("t-SNE"))
     try:
         assert srv.demo.index_report.encoded == 0  # start-up found every code in the index
         assert len({s.label for s in srv.demo.library.styles}) == len(srv.demo.library.styles)  # distinct names
+        mosaic = srv.demo.library.default.key
+        for viewport in (PHONE, DESKTOP):  # the map at its own size: thumbnails readable on both
+            page = open_page(browser, srv, viewport)
+            try:
+                img, m = open_map(page, srv)
+                box = img.bounding_box()
+                assert (box["width"], box["height"]) == (m.base.shape[1], m.base.shape[0]), (viewport, box)
+                assert page.locator("#stylemap-wrap").bounding_box()["width"] < m.base.shape[1]  # it scrolls
+                page.wait_for_function("() => document.querySelector('#stylemap-wrap').scrollTop > 0"
+                                       " || document.querySelector('#stylemap-wrap').scrollLeft > 0")
+                assert in_view(page, "#stylemap-wrap", m.points[m.keys.index(mosaic)]), viewport
+                shot(page, f"map_shared_styles_{viewport[0]}.png")
+            finally:
+                page.close()
+        assert work == []
         page = open_page(browser, srv, DESKTOP)
         try:
-            page.wait_for_selector("#styles .thumbnail-item")
-            t0 = time.perf_counter()
-            page.get_by_role("tab", name="Style map").click()
-            img = page.wait_for_selector("#stylemap img")
-            opened = time.perf_counter() - t0
-            m = srv.demo.style_map()
-            assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [m.base.shape[1], m.base.shape[0]]
-            assert opened < 5.0, opened  # no encoding, no t-SNE: only the picture travels
-            shot(page, "map_shared_styles.png")
-            # a click on the last style selects it and the gallery scrolls to it
+            img, m = open_map(page, srv)
+            # a click on the last style selects it and the gallery scrolls to it; the map is
+            # shown at its own size, so the map's pixels are the click's (Playwright scrolls
+            # the point into view)
             k = len(m.keys) - 1
             label = srv.demo.library.by_key[m.keys[k]].label
-            wrap = page.locator("#stylemap-wrap")
-            wrap.evaluate("(w, p) => { w.scrollTop = p[1] - 100; w.scrollLeft = p[0] - 100; }",
-                          [float(m.points[k][0]), float(m.points[k][1])])
-            # the page may show the map scaled to its column: click where the style is drawn
-            # (Playwright scrolls the point into view)
-            scale = img.bounding_box()["width"] / m.base.shape[1]
-            img.click(position={"x": float(m.points[k][0]) * scale, "y": float(m.points[k][1]) * scale})
+            before = img.get_attribute("src")
+            img.click(position={"x": float(m.points[k][0]), "y": float(m.points[k][1])})
             page.wait_for_function("t => document.querySelector('#selection').innerText.trim() === t",
                                    arg=f"Style: {label}")
             page.wait_for_function(
@@ -129,6 +174,17 @@ def test_the_shared_styles_index_is_built_ahead_and_the_map_opens_at_once(browse
                 " const w = document.querySelector('#styles .grid-wrap'); if (!s || !w) return false;"
                 " const a = s.getBoundingClientRect(), b = w.getBoundingClientRect();"
                 " return a.top >= b.top - 1 && a.bottom <= b.bottom + 1; }")
+            page.wait_for_function("old => document.querySelector('#stylemap img')?.src !== old", arg=before)
+            # the gap between two neighbours in a row blends them, half and half
+            a, b = next((a, b) for a in range(len(m.keys)) for b in range(len(m.keys))
+                        if m.points[b][1] == m.points[a][1] and m.points[b][0] - m.points[a][0] == stylemap.CELL[0])
+            mid = (m.points[a] + m.points[b]) / 2
+            first, other, weight = stylemap.pick(m.points, tuple(mid), m.thumb)
+            assert {first, other} == {a, b} and weight == 0.5
+            names = [srv.demo.library.by_key[m.keys[i]].label for i in (first, other)]
+            img.click(position={"x": float(mid[0]), "y": float(mid[1])})
+            page.wait_for_function("t => document.querySelector('#selection').innerText.trim() === t",
+                                   arg=f"Style: {names[0]} 50 % + {names[1]} 50 %")
             # the filter narrows a gallery of hundreds to a few
             word = label.split()[0]
             page.locator("#search input, #search textarea").first.fill(word)
@@ -228,42 +284,56 @@ def test_the_readout_shows_numbers_below_half_a_frame_a_second(browser, server, 
         server.fresh_seats()
 
 
-def api_frame(server, frame: np.ndarray) -> list:
-    """One REST call to the live endpoint (as a script would: each call a new session) ->
-    its first output [image, status, readout, webcam]."""
+def api_call(srv, frame: np.ndarray, endpoint: str = "live_frame") -> tuple[str, object]:
+    """One REST call to a live endpoint, as a script makes it (each call a new session) ->
+    (the event that ends it, "complete" or "error"; its data: [image, status, readout, webcam]
+    or the error's text). A call still unanswered after ``WAIT_MS`` fails the test (Gradio's
+    heartbeats keep the connection open, so the socket's timeout alone would not)."""
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     body = json.dumps({"data": [{"url": url, "meta": {"_type": "gradio.FileData"}}, 1.0, False, 0.0, "", 0.5]})
-    req = urllib.request.Request(server.url + "gradio_api/call/live_frame", data=body.encode(),
+    req = urllib.request.Request(srv.url + f"gradio_api/call/{endpoint}", data=body.encode(),
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         event = json.loads(r.read())["event_id"]
-    with urllib.request.urlopen(server.url + f"gradio_api/call/live_frame/{event}", timeout=30) as r:
+    deadline, kind = time.monotonic() + WAIT_MS / 1000, None
+    with urllib.request.urlopen(srv.url + f"gradio_api/call/{endpoint}/{event}", timeout=30) as r:
         for line in r:
+            assert time.monotonic() < deadline, f"{endpoint}: no answer within {WAIT_MS} ms (a live slot held?)"
             line = line.decode().strip()
-            if line.startswith("data:") and line[5:].strip() not in ("", "null"):
-                return json.loads(line[5:])
-    raise AssertionError("no output from the live endpoint")
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                return kind, json.loads(line[5:])
+    raise AssertionError(f"{endpoint}: the stream ended without an answer")
 
 
-def test_the_time_cap_holds_through_the_api(browser, server, monkeypatch):  # noqa: F811
-    # a visit of 6 s of wall clock; an address may start another 6 s after its visit ended, so
-    # the check right after the cap must come sooner than that even on a loaded CI machine
-    monkeypatch.setattr(server.demo.seats, "cap_s", 6.0)
+def test_the_time_cap_holds_through_the_api_and_no_call_keeps_a_live_slot(browser, server, monkeypatch):  # noqa: F811
+    """A script's calls from one address add up to one visit, capped by the clock; each call
+    (and a script's call to the page's stream, refused) frees its live slot when answered: more
+    calls than the live group has slots all get their answer."""
+    now = [1000.0]  # the demo's clock, moved by the test: no waiting for the cap
+    monkeypatch.setattr(server.demo, "clock", lambda: now[0])
+    monkeypatch.setattr(server.demo.seats, "cap_s", 10.0)
+    slots = server.cfg.concurrency + LINE
     frame = np.full((48, 64, 3), 120, np.uint8)
     try:
-        first = api_frame(server, frame)
-        assert isinstance(first[0], dict) and "Live" in first[1]
-        t0 = time.perf_counter()
-        while True:  # new sessions, one address: the calls add up to one visit
-            out = api_frame(server, frame)
-            if "turn is over" in out[1]:
-                break
-            assert time.perf_counter() - t0 < 20, out[1]
-        assert not isinstance(out[0], dict) or "path" not in out[0]  # no picture after the cap
-        assert "turn is over" in api_frame(server, frame)[1]
-        page = open_page(browser, server)  # a visitor's page is a visit of its own
+        for _ in range(slots + 1):
+            kind, text = api_call(server, frame, "live_stream")
+            assert kind == "error" and "/live_frame" in str(text), (kind, text)
+        for i in range(slots + 1):  # a call each 0.5 s: the visit goes on (a seat lapses after 3 s idle)
+            now[0] = 1000.0 + 0.5 * i
+            kind, out = api_call(server, frame)
+            assert kind == "complete" and isinstance(out[0], dict) and "Live" in out[1], (i, out)
+        assert f"{clock_text(10.0 - 0.5 * slots)} of your turn left" in out[1]
+        now[0] = 1000.0 + 10.0  # ten seconds after the first call, gaps included: over
+        for later in (0.0, 9.0):  # the address's next visit may start one cap after this one ended
+            now[0] += later
+            kind, out = api_call(server, frame)
+            assert kind == "complete" and "turn is over" in out[1], out
+            assert not isinstance(out[0], dict) or "path" not in out[0]  # no picture after the cap
+        page = open_page(browser, server)  # a visitor's page is a visit of its own and finds a slot
         try:
             start_camera(page)
             next_frame(page)
