@@ -11,9 +11,9 @@ camera); the seconds it used stay counted, so pausing does not reset the cap. Fo
 
 **Clients.** A browser page is a client (its session); a script calling the live API (every
 REST call is a new session) is keyed by its address, so its calls add up to one visit and the
-cap holds. After the cap a client's visit
-is over; an address may start a new one after another ``cap_s`` (others get a turn), a page
-by reloading, which puts it at the back of the line.
+cap holds. After the cap a client's visit is over; an address may start a new one after
+another ``cap_s`` (others get a turn), a page by reloading, which puts it at the back of the
+line.
 
 **Failures** (``report``). A visitor sees one readable line with a short id; the log gets one
 line with the same id, and the traceback only at debug level.

@@ -81,3 +81,71 @@ def test_a_failure_report_is_one_line_for_the_visitor_and_one_in_the_log(caplog,
     assert len(debug) == 2 and all(r.exc_info for r in debug)
     ref = mine.rsplit("(ref ", 1)[1][:6]
     assert ref in warnings[0].getMessage() and ref in debug[0].getMessage()
+
+
+def test_rtstyle_styles_index_computes_every_code_ahead_for_the_default_models_encoder(tmp_path, monkeypatch,
+                                                                                      capsys, caplog):
+    """``rtstyle styles --index DIR`` with the registry's default model: a code for every style
+    (the built-ins and DIR's images) in the cache folder named by that model's encoder, and a
+    thumbnail per image; a second run finds them all; an unreadable image is skipped, said once."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from realtime import load_model
+    from realtime.artworks import BUILTINS
+    from realtime.catalog import default_code_cache
+    from realtime.cli import EXIT_ERROR, main
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 64, 3), dtype=np.uint8)).save(styles / f"t__s{i}.png")
+    (styles / "t__broken.jpg").write_text("not a picture")
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path / "cache"))
+    threads = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.WARNING, logger="realtime.catalog"):
+            assert main(["styles", "--index", str(styles)]) == 0
+        first = capsys.readouterr().err
+        assert main(["styles", "--index", str(styles)]) == 0
+        second = capsys.readouterr().err
+        assert main(["styles", "--index", str(tmp_path / "nowhere")]) == EXIT_ERROR
+        assert "not a directory" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(threads)  # the index runs on one thread
+    total = len(BUILTINS) + 3
+    assert f"{total} styles indexed" in first and f"({total} encoded, 0 failed)" in first, first
+    assert f"{total} styles indexed" in second and "(0 encoded, 0 failed)" in second, second
+    codes = default_code_cache(load_model())  # the default model's encoder names the folder
+    assert sorted(p.parent for p in (tmp_path / "cache" / "style-codes").rglob("*.npz")) == [codes] * total
+    assert len(list((tmp_path / "cache" / "style-thumbs").glob("*.png"))) == 3
+    assert any("t__broken.jpg" in r.getMessage() for r in caplog.records)
+
+
+def test_serve_builds_the_index_at_start_up_and_logs_its_progress(tmp_path, caplog):
+    pytest.importorskip("gradio", reason="the demo needs gradio: pip install 'rtstyle[demo]'")
+    import numpy as np
+    from PIL import Image
+
+    from demos.app import StyleDemo, Visitor
+    from realtime.serve import ServeConfig
+    from tests.test_demo import visible_stylizer
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(styles / f"t__plain{i}.png")
+    demo = StyleDemo(visible_stylizer(), ServeConfig(max_side=64, styles_dir=styles), code_cache=tmp_path / "codes")
+    total = len(demo.library.styles)
+    assert demo.open_map(Visitor(), "", 0.5)[1].startswith("The map is being prepared: 0 of")
+    with caplog.at_level(logging.INFO, logger="demos.app"):
+        demo.start_index().join(timeout=120)
+    lines = [r.getMessage() for r in caplog.records if r.name == "demos.app"]
+    assert f"styles: {total} styles, {total - 1} to encode" in lines[0]  # the default style is encoded first
+    assert any(line.startswith(f"styles: {total}/{total} ready") for line in lines), lines
+    assert "index and map ready" in lines[-1] and demo.index_report.encoded == total - 1
+    image, note = demo.open_map(Visitor(), "", 0.5)
+    assert note == "" and image.ndim == 3
+    assert len(list((tmp_path / "codes").glob("*.npz"))) == total

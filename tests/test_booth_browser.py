@@ -284,6 +284,25 @@ def test_the_readout_shows_numbers_below_half_a_frame_a_second(browser, server, 
         server.fresh_seats()
 
 
+def test_the_blend_label_follows_the_slider_while_it_is_dragged(browser, server):  # noqa: F811
+    page = open_page(browser, server)
+    try:
+        page.locator("#second input").click()
+        page.get_by_role("option", name="waves", exact=True).click()
+        page.wait_for_function("() => document.querySelector('#selection').innerText.includes('waves 50 %')")
+        track = page.locator("#mix input[type=range]").bounding_box()
+        y = track["y"] + track["height"] / 2
+        page.mouse.move(track["x"] + track["width"] * 0.5, y)
+        page.mouse.down()
+        page.mouse.move(track["x"] + track["width"] * 0.85, y, steps=8)
+        # the label has followed while the button is still held (the drag has not ended)
+        page.wait_for_function("() => /mosaic \\d+ % \\+ waves (7|8|9)\\d %/"
+                               ".test(document.querySelector('#selection').innerText)", timeout=10_000)
+        page.mouse.up()
+    finally:
+        page.close()
+
+
 def api_call(srv, frame: np.ndarray, endpoint: str = "live_frame") -> tuple[str, object]:
     """One REST call to a live endpoint, as a script makes it (each call a new session) ->
     (the event that ends it, "complete" or "error"; its data: [image, status, readout, webcam]
