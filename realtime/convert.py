@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+FEW_CORES = 4  # a CPU this small gives the encoder's cores to the network (resolve_preset)
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,9 @@ class ConvertConfig:
                           metavar="N", range=(1, None))
     batch: int = opt(0, "frames per batch; 0: 4 on CUDA, 1 on CPU", range=(0, None))
     crf: int = opt(18, "quality, lower is better: crf for libx264/libx265, cq for NVENC", range=(0, 51))
-    preset: str = opt("medium", "x264/x265 speed preset: ultrafast, superfast, veryfast, faster, fast, "
-                      "medium, slow, slower, veryslow")
+    preset: str = opt("auto", "x264/x265 speed preset: ultrafast, superfast, veryfast, faster, fast, "
+                      "medium, slow, slower, veryslow; auto: veryfast when the network runs on a CPU "
+                      f"with <= {FEW_CORES} cores (the encoder takes cores from it), medium otherwise")
     codec: str = opt("libx264", "video encoder, e.g. libx264, h264_nvenc when an NVIDIA encoder is present")
     smooth: str = opt(DEFAULT_SMOOTH, "temporal smoothing for videos: 'stats' smooths the content "
                       "statistics at the style step, 'flow' blends with the motion-compensated previous "
@@ -174,6 +176,16 @@ def stop_writer(writer: threading.Thread, jobs: queue.Queue, abort: threading.Ev
     return interrupted
 
 
+def resolve_preset(preset: str, device_type: str, cores: int) -> str:
+    """``auto`` -> the x264 preset for this machine (``ConvertConfig.preset``'s help); others as given.
+    Why veryfast on a small CPU: at 1280x720 on this 2-core VM libx264 took 16.2 ms a frame at
+    medium and 7.0 ms at veryfast for a file 4 % smaller at crf 18 (BENCHMARKS.md), time the
+    network, sharing those cores, gets back."""
+    if preset != "auto":
+        return preset
+    return "veryfast" if device_type == "cpu" and cores <= FEW_CORES else "medium"
+
+
 def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: StyleCode | None = None) -> ConvertResult:
     t0 = time.perf_counter()
     batch = cfg.batch or (4 if stylizer.device.type == "cuda" else 1)
@@ -191,7 +203,8 @@ def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: Style
         sink = VideoFileSink(
             out, width=src.width, height=src.height, time_base=src.time_base, rate=src.average_rate,
             audio_from=cfg.input if src.audio_stream is not None else None, codec=cfg.codec,
-            crf=cfg.crf, preset=cfg.preset, metadata=src.metadata, fragmented=True, threads=threads.encode,
+            crf=cfg.crf, preset=resolve_preset(cfg.preset, stylizer.device.type, usable_cores()),
+            metadata=src.metadata, fragmented=True, threads=threads.encode,
         )
         jobs: queue.Queue = queue.Queue(maxsize=4)
         errors: list = []
@@ -269,7 +282,7 @@ def preflight(cfg: ConvertConfig) -> tuple[bool, Path]:
     if is_image:  # a video's size is known once it is opened (convert_video checks it then)
         check_frame_size(str(cfg.input), *image_size(cfg.input), cfg.max_side if isinstance(cfg.max_side, int) else None)
     else:
-        check_encoder(cfg.codec, cfg.crf, cfg.preset)
+        check_encoder(cfg.codec, cfg.crf, "medium" if cfg.preset == "auto" else cfg.preset)
     return is_image, out
 
 

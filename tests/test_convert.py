@@ -559,3 +559,12 @@ def test_threads_are_split_between_decode_compute_and_encode(tmp_path, capsys, m
         assert torch.get_num_threads() == 8  # restored
     finally:
         torch.set_num_threads(before)
+
+
+def test_preset_auto_is_chosen_for_the_machine():
+    from realtime.convert import FEW_CORES, resolve_preset
+
+    assert resolve_preset("auto", "cpu", 2) == "veryfast"  # the encoder leaves the cores to the network
+    assert resolve_preset("auto", "cpu", FEW_CORES + 1) == "medium"
+    assert resolve_preset("auto", "cuda", 2) == "medium"
+    assert resolve_preset("slow", "cpu", 2) == "slow"  # a named preset is kept
