@@ -22,8 +22,8 @@ from PIL import Image
 
 from demos.booth import clock_text
 from tests.fake_camera import make_camera_clip
-from tests.test_browser import (SHOTS, WAIT_MS, Server, browser, launch_chromium, next_frame, open_page,  # noqa: F401
-                                playwright, server, shot, start_camera)
+from tests.test_browser import (CHROMIUM, FLAGS, SHOTS, WAIT_MS, Server, browser, next_frame,  # noqa: F401
+                                open_page, playwright, server, shot, start_camera)
 from tests.test_demo import bomb_png, visible_stylizer
 
 from demos.app import LINE  # after test_browser, which skips without gradio
@@ -66,15 +66,22 @@ def convert_photo(page, photo) -> float:
 
 @pytest.fixture(scope="module")
 def phone_cameras(playwright, tmp_path_factory):  # noqa: F811
-    """A browser whose fake camera is 160x120: the visitors' phones would do this work on their
-    own cores; here they share the server's two, so they are kept small."""
-    b = launch_chromium(playwright, make_camera_clip(tmp_path_factory.mktemp("camera") / "small.y4m",
-                                                     width=160, height=120))
+    """A browser whose fake camera is 160x120, at a lower CPU priority (nice 10): the visitors'
+    phones would do this work on their own cores; here they share the server's two, where two
+    camera pages take about half a core even while the server paces them for a job."""
+    folder = tmp_path_factory.mktemp("camera")
+    clip = make_camera_clip(folder / "small.y4m", width=160, height=120)
+    niced = folder / "chromium-niced"
+    niced.write_text(f'#!/bin/sh\nexec nice -n 10 {CHROMIUM} "$@"\n')
+    niced.chmod(0o755)
+    b = playwright.chromium.launch(executable_path=str(niced), headless=True,
+                                   args=FLAGS + [f"--use-file-for-fake-video-capture={clip}"])
     yield b
     b.close()
 
 
-def test_two_live_visitors_do_not_hold_up_a_photo(browser, phone_cameras, server, tmp_path):  # noqa: F811
+def test_two_live_visitors_do_not_hold_up_a_photo(browser, phone_cameras, server, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(server.demo, "file_side", 1024)  # network work in the job, as with a real model
     rng = np.random.default_rng(0)
     photo = tmp_path / "holiday.jpg"
     Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(photo, quality=90)  # a phone photo
@@ -250,6 +257,10 @@ def test_a_phone_shows_the_camera_and_result_first_and_the_whole_gallery_width(b
             assert page.evaluate("() => window.scrollY") == 0
             assert cam["y"] >= 0 and cam["y"] + cam["height"] <= viewport[1], cam  # no scrolling
             assert page.locator("#live-status").bounding_box()["y"] < cam["y"]
+            # between frames: Gradio's pending state swaps the Stop button for Record and puts a
+            # timer in the status while each frame is on its way (docs/ shows the steady state)
+            page.wait_for_function("() => document.querySelector('#webcam').innerText.includes('Stop')"
+                                   " && document.querySelector('#live-status').innerText.trim().startsWith('●')")
             shot(page, name)
             if viewport == PHONE:  # the controls follow; no gallery column is cut off
                 grid = page.locator("#styles .grid-wrap").bounding_box()
