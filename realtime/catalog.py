@@ -13,10 +13,10 @@ file is recomputed, never trusted.
 the background at start-up): every style's code and thumbnail computed ahead, so a gallery of
 hundreds of styles and its map are ready when the doors open. Styles are encoded at
 ``STYLE_SIZE`` = 256 px on the shorter side (one encoder pass; AdaIN's own training crops were
-256 px): on a loaded 2-core CPU a 256 px style costs ~30 ms with the distilled encoder, a 512 px
-one ~135 ms (``rtstyle convert -s`` still encodes at 512). The index runs the encoder on one
-thread: these small convolutions gain nothing from a second thread on a busy machine and lose
-up to 10x when the other core is taken.
+256 px), a quarter of the pixels of the 512 px that ``rtstyle convert -s`` encodes (its time:
+BENCHMARKS.md, "Style index"). The index runs the encoder on one thread: these small
+convolutions gain nothing from a second thread on a busy machine and lose up to 10x when the
+other core is taken.
 
 Used by the browser demo; anything that switches between many styles can use it.
 """

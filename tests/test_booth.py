@@ -149,3 +149,28 @@ def test_serve_builds_the_index_at_start_up_and_logs_its_progress(tmp_path, capl
     image, note = demo.open_map(Visitor(), "", 0.5)
     assert note == "" and image.ndim == 3
     assert len(list((tmp_path / "codes").glob("*.npz"))) == total
+
+
+def test_a_style_is_encoded_once_from_a_small_copy(tmp_path, monkeypatch):
+    """One encoder pass a style, on a copy with the shorter side ``STYLE_SIZE``; then the code
+    comes from memory, or from the disk cache for a new catalogue."""
+    import numpy as np
+    from PIL import Image
+
+    from realtime import load_model
+    from realtime.catalog import STYLE_SIZE, StyleCatalog
+
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (900, 600, 3), dtype=np.uint8)).save(
+        styles / "t__tall.png")
+    stylizer = load_model()
+    shapes = []
+    real = stylizer.encode_style
+    monkeypatch.setattr(stylizer, "encode_style", lambda rgb: shapes.append(rgb.shape) or real(rgb))
+    for _ in range(2):
+        catalog = StyleCatalog(stylizer, styles_dir=styles, cache_dir=tmp_path / "codes")
+        style = catalog.by_key["file:t__tall.png"]
+        first, again = catalog.code(style), catalog.code(style)
+        assert again is first
+    assert shapes == [(STYLE_SIZE * 3 // 2, STYLE_SIZE, 3)]
