@@ -81,7 +81,7 @@ def phone_cameras(playwright, tmp_path_factory):  # noqa: F811
 
 
 def test_two_live_visitors_do_not_hold_up_a_photo(browser, phone_cameras, server, tmp_path, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(server.demo, "file_side", 1024)  # network work in the job, as with a real model
+    monkeypatch.setattr(server.demo, "file_side", 2048)  # a job of seconds, network work in it, as with a real model
     rng = np.random.default_rng(0)
     photo = tmp_path / "holiday.jpg"
     Image.fromarray(rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)).save(photo, quality=90)  # a phone photo
