@@ -181,7 +181,8 @@ class TemporalSmoother:
     ``mode``: one of ``SMOOTH_MODES``. ``strength`` in [0, 1], settable live: 0 is no smoothing
     (output == mode "none"), 1 the most (EMA momentum ``STATS_MAX_MOMENTUM``, warped-previous
     weight ``FLOW_MAX_BLEND``). ``flow_side``: longer side of the grayscale copies the flow runs
-    on. ``change``: largest |warped previous input - input| (gray, [0, 1]) still blended.
+    on. ``change``: the |warped previous input - input| (gray, [0, 1]) at which the blend
+    weight reaches 0 (it falls linearly from full weight at no difference).
 
     Use: pass ``StyleSettings(code, stats_filter=smoother.stats_filter)`` (None when the mode has no stats
     part), then for each frame ``out = smoother(content, styled)``. A batch stylized at once is
@@ -245,15 +246,32 @@ class TemporalSmoother:
                 prev_gray = None
         out = styled
         if self._flow and prev_gray is not None and self._strength > 0:
-            fwd, bwd = dis_flow(gray, prev_gray), dis_flow(prev_gray, gray)
-            ok = consistency_mask(fwd, bwd)
-            diff = np.abs(warp(prev_gray, fwd).astype(np.float32) - gray) / 255.0
-            # Reliable where consistent and unchanged, shrunk by a pixel to stay off the edges.
-            reliable = cv2.erode((ok & (diff <= self.change)).astype(np.uint8), np.ones((3, 3), np.uint8))
-            weight = reliable.astype(np.float32) * (self._strength * FLOW_MAX_BLEND)
-            size = styled.shape[:2]
-            weight = cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            out = blend(styled, warp(prev_out, upscale_flow(fwd, size)), weight)
+            out = blend(styled, *self._warped_previous(gray, prev_gray, prev_out))
         # Our own copy: the caller may draw on the frame it gets back.
         self._prev_gray, self._prev_out = gray, out.copy() if self._flow else out
         return out
+
+    def _warped_previous(self, gray: np.ndarray, prev_gray: np.ndarray,
+                         prev_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """-> (the previous output warped onto the new frame, its blend weight (H, W) float32).
+
+        One flow per frame, new -> previous, on the small gray copies. A pixel counts as far
+        as it lands inside the previous frame and the warped previous gray matches the new
+        gray: fully at equal grey, falling linearly to 0 at a difference of ``change``. That
+        check catches occlusions, fast motion and flow failures alike (where the flow is wrong
+        the warped picture does not match), so the new stylized frame is taken there and
+        nothing ghosts. The weights are shrunk by one (small) pixel (a 3x3 minimum) so the
+        blend stays off the edges of what moved. A forward-backward check, as the previous
+        version ran, costs a second flow a frame: benchmarks/TEMPORAL.md compares them."""
+        fwd = dis_flow(gray, prev_gray)
+        mx, my = _sample_points(fwd)
+        h, w = gray.shape
+        inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        warped = cv2.remap(prev_gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        match = 1.0 - cv2.absdiff(warped, gray).astype(np.float32) / (self.change * 255.0)
+        match = np.clip(match, 0.0, 1.0) * inside
+        reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
+        weight = reliable * (self._strength * FLOW_MAX_BLEND)
+        size = prev_out.shape[:2]
+        weight = cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return warp(prev_out, upscale_flow(fwd, size)), weight

@@ -145,6 +145,30 @@ def test_occluded_or_changed_regions_take_the_new_frame():
     assert np.abs(out[left].astype(np.float32) - s1[left]).mean() > 20
 
 
+def test_fast_motion_does_not_ghost():
+    """A bright square jumps 24 px a frame (more than its size) over a still background: no
+    trail where it was, the new frame where it is, and the still background around it is
+    smoothed (its frame-to-frame flicker drops)."""
+    bg, rng = texture(20), np.random.default_rng(1)
+    sm = TemporalSmoother("flow", strength=1.0)
+    outs, styled_all = [], []
+    for t in range(5):
+        c = bg.copy()
+        c[30:50, 10 + 24 * t:30 + 24 * t] = 240
+        styled = np.clip(255 - c.astype(np.int16) + rng.integers(-20, 21, c.shape), 0, 255).astype(np.uint8)
+        outs.append(sm(c, styled))
+        styled_all.append(styled)
+    was, now = np.s_[32:48, 60:76], np.s_[32:48, 108:124]  # frame 3's and frame 4's square, 2 px in
+    # The square paints ~15 +- 20; the background 125-255. No trail where it was, none of the
+    # old background where it is (a naive blend fails both by far).
+    assert outs[-1][was].min() > 100
+    assert np.abs(outs[-1][now].astype(np.int16) - styled_all[-1][now]).max() <= 1
+    still = np.s_[60:90, 8:120]  # below the square's path
+    change = lambda xs: np.mean([np.abs(b[still].astype(np.float32) - a[still]).mean()  # noqa: E731
+                                 for a, b in zip(xs[1:], xs[2:])])
+    assert change(outs) < 0.6 * change(styled_all)
+
+
 def test_blend_and_mask_edges():
     a, b = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 200, np.uint8)
     wgt = np.array([[0, 0.25, 0.5, 1]] * 4, np.float32)
