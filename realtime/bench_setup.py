@@ -55,7 +55,7 @@ class BenchConfig:
     live_size: str = "720p"
     live_frames: int | None = None  # None: 300 on CUDA, 10 on CPU
     smooth: str | None = None  # None: the product's default (realtime.smoothing.DEFAULT_SMOOTH)
-    preset: str = "medium"  # ConvertConfig.preset, so stage times match what convert writes
+    preset: str = "auto"  # ConvertConfig.preset, so stage times match what convert writes
 
 
 @dataclass(frozen=True)

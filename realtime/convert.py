@@ -183,7 +183,9 @@ def resolve_preset(preset: str, device_type: str, cores: int) -> str:
     network, sharing those cores, gets back."""
     if preset != "auto":
         return preset
-    return "veryfast" if device_type == "cpu" and cores <= FEW_CORES else "medium"
+    chosen = "veryfast" if device_type == "cpu" and cores <= FEW_CORES else "medium"
+    log.info("x264 preset auto -> %s (network on %s, %d cores)", chosen, device_type, cores)
+    return chosen
 
 
 def convert_video(cfg: ConvertConfig, stylizer: Stylizer, out: Path, code: StyleCode | None = None) -> ConvertResult:

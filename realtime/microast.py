@@ -20,7 +20,8 @@ Data contract (every image here is ``(N, 3, H, W)`` float RGB in [0, 1], on the 
   -> ``MicroCode``, float32.
 * ``MicroAST.forward(content, mean, std, weight, bias, alpha)``: the per-frame graph that
   engines export. H and W must be multiples of ``MULTIPLE`` (4); the code tensors are
-  ``(2, 64)`` float32 and ``alpha`` a float or a 0-d float32 tensor. -> ``(N, 3, H, W)`` in
+  ``(2, 64)`` float32 (or ``(N, 2, 64)``, a style per sample, as training uses them) and
+  ``alpha`` a float or a 0-d float32 tensor. -> ``(N, 3, H, W)`` in
   the content's dtype, *not clamped* (the published network overshoots [0, 1]).
 * ``MicroAST.stylize(content, code, alpha)``: any H, W >= ``MIN_SIDE``; reflect-pads to a
   multiple of 4 at the bottom/right, runs ``forward``, crops, clamps to [0, 1].
@@ -178,8 +179,11 @@ class BlockConv(nn.Module):
     def __init__(self, conv: nn.Conv2d, factor: int = 4):
         super().__init__()
         k, pad, f = conv.kernel_size[0], conv.padding[0], factor
-        if conv.stride != (1, 1) or conv.groups != 1 or conv.kernel_size != (k, k) or (2 * pad) % f:
-            raise ValueError(f"BlockConv needs a square stride-1 dense conv whose padding*2 is a multiple of {f}")
+        if (conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or conv.kernel_size != (k, k)
+                or conv.padding != (k // 2, k // 2) or conv.padding_mode != "reflect" or conv.bias is None
+                or (2 * pad) % f):
+            raise ValueError(f"BlockConv needs a square stride-1 dense conv with bias and reflection padding "
+                             f"k // 2, twice a multiple of {f}")
         cout, cin = conv.weight.shape[:2]
         taps = (f - 1 + k - 1) // f + 1  # block offsets a pixel's kernel reaches
         w = conv.weight.detach()

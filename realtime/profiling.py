@@ -66,8 +66,11 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
     stylizer(batches[0], settings, side)  # builds the engines
     size = compute_size(h, w, side)
     clock = StageClock(device, STAGES)
+    from realtime.convert import resolve_preset
+    from realtime.options import usable_cores
+
     sink = VideoFileSink(workdir / f"stages_{batch}.mp4", width=w, height=h, time_base=Fraction(1, 25),
-                         rate=Fraction(25), preset=cfg.preset)
+                         rate=Fraction(25), preset=resolve_preset(cfg.preset, device.type, usable_cores()))
     whole: list[float] = []
 
     def smooth_stage(content, styled):
@@ -138,7 +141,8 @@ def prepare_clip(src: Path, dst: Path, frames: int | None, size: str | None) -> 
 
 
 def profile_convert(stylizer: Stylizer, code, clip: Path, batch: int, cfg: BenchConfig, workdir: Path) -> dict:
-    from realtime.convert import ConvertConfig, convert
+    from realtime.convert import ConvertConfig, convert, resolve_preset
+    from realtime.options import usable_cores
     from realtime.video import VideoFileSource
 
     with VideoFileSource(clip) as src:
@@ -158,7 +162,8 @@ def profile_convert(stylizer: Stylizer, code, clip: Path, batch: int, cfg: Bench
         res = convert(ccfg, stylizer, code)
     return {"clip": str(clip), "size": size, "frames": res.frames, "seconds": res.seconds,
             "fps": res.frames / res.seconds, "first_pass_fps": first.frames / first.seconds if first else None,
-            "batch": batch, "preset": cfg.preset, "smooth": ccfg.smooth, "engine": stylizer.engine_name,
+            "batch": batch, "preset": resolve_preset(cfg.preset, stylizer.device.type, usable_cores()),
+            "smooth": ccfg.smooth, "engine": stylizer.engine_name,
             "audio": res.audio, "process_cpu_s": time.process_time() - c0, "thread_cpu_s": cpu.seconds()}
 
 

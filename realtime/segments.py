@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 import av
 
 from realtime import MediaError
-from realtime.convert import ConvertConfig, settings_for, stop_writer, stylize_batch, write_jobs
+from realtime.convert import ConvertConfig, resolve_preset, settings_for, stop_writer, stylize_batch, write_jobs
 from realtime.options import check_frame_size, thread_budget, threads_applied
 from realtime.outputs import partial_name
 from realtime.smoothing import TemporalSmoother
@@ -135,7 +135,8 @@ def convert_segment(cfg: ConvertConfig, stylizer: Stylizer, part: Segment, out: 
         reference = first.pixels if part.index == 0 or cfg.preserve_color != "transfer" else _first_frame(cfg.input)
         settings = settings_for(stylizer, cfg, reference, code, smoother.stats_filter)
         sink = VideoFileSink(out, width=src.width, height=src.height, time_base=src.time_base,
-                             rate=src.average_rate, codec=cfg.codec, crf=cfg.crf, preset=cfg.preset,
+                             rate=src.average_rate, codec=cfg.codec, crf=cfg.crf,
+                             preset=resolve_preset(cfg.preset, stylizer.device.type, cores),
                              metadata=src.metadata, fragmented=True, threads=threads.encode,
                              # a part starts anywhere: its edit list must count in the input's
                              # time base, not mp4's default milliseconds, or its pts shift

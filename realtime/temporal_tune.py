@@ -1,35 +1,39 @@
-"""`rtstyle tune-temporal`: fine-tune MicroAST's decoder so that it does not flicker.
+"""`rtstyle tune-temporal`: fine-tune MicroAST's content encoder and decoder so they do not flicker.
 
 Per-frame stylization flickers because the network is not equivariant: shift a frame by a
 pixel or add sensor noise and the painted texture changes, not only moves (the encoder
-downsamples by 4, so each shift phase gives other strokes). This trains the decoder to agree
+downsamples by 4, so each shift phase gives other strokes). This trains the network to agree
 with itself under exactly that, the *compound regularization* of Wang et al. (2020):
 
-    x, x' = two windows of one picture, x' shifted by (dy, dx) integer pixels (0 on a quarter
-            of the steps: a static scene), each with its own Gaussian noise
+    x, x' = two windows of one picture, x' shifted by (dy, dx) integer pixels (not shifted on a
+            share of the steps, ``--static``: a still scene), each with its own Gaussian noise
     temporal = mean over the shared interior of |F(x') - shift(F(x))|^2      (RGB in [0, 1])
 
 Integer shifts make the second view exact (no resampling blur in the target, which would
 teach blur); the noise stands for a webcam's grain on a still scene. No optical flow: a
 flow-based pair would add the flow's own errors to the target.
 
-So that the decoder keeps its look while it becomes stable, it is anchored to the decoder it
-started from (the *teacher*, frozen), through statistics that do not care where a stroke sits:
+So that the network keeps its look while it becomes stable, it is anchored to the *teacher*
+(frozen; default: the shipped ``microast``), through statistics that do not care where a
+stroke sits:
 
     content = |phi4(F(x)) - phi4(T(x))|^2       (relu4_1 of the normalised VGG-19)
     style   = sum over relu1_1..relu4_1 of |mean - mean_T|^2 + |std - std_T|^2
 
 ``phi`` is the normalised full VGG-19 that also scores every model (``realtime.losses``);
-``T`` is the teacher with its own encoder. Both anchors are 0 at the start, so only the
-temporal term moves the network, and only as far as the anchors allow. The decoder and the content encoder train (its strided convs alias, so a
-shift changes its features: the decoder alone cannot undo that); the style encoder and the
-modulator are frozen, so style codes stay valid.
+``T`` is the teacher with its own encoder. Started from the teacher, both anchors are 0, so
+only the temporal term moves the network, and only as far as the anchors allow.
+
+The decoder and the content encoder train (the encoder's strided convs alias, so a shift
+changes its features: the decoder alone cannot undo that; ``--no-train-encoder`` keeps it);
+the style encoder and the modulator are frozen, so style codes stay valid.
 
 Held-out evaluation (``eval_every``): the independent scorer's content and style losses
 against the held-out *content and style images* (as ``benchmarks.quality``), for the teacher
 once and for the decoder at each evaluation, and the shift error on held-out pictures. Each
 evaluation writes ``snapshots/step_NNNNNN.safetensors``, a complete MicroAST file for
-``--model microast --decoder FILE``. ``checkpoint.pt`` resumes a run exactly.
+``--model microast --decoder FILE``. ``checkpoint.pt`` (every ``ckpt_every`` steps and at the
+end; Ctrl-C keeps the last one) resumes a run exactly.
 
 Images are (N, 3, H, W) float RGB in [0, 1]; MicroAST runs in fp32, the loss network in bf16
 autocast + channels_last where the CPU has bf16 instructions (``engines.cpu_bf16``).
@@ -56,7 +60,8 @@ from realtime.losses import Scorer, content_loss, style_loss, vgg_loss_net
 from realtime.microast import MicroAST, load_microast_file, save_microast
 from realtime.models import MODELS
 from realtime.options import opt
-from realtime.trainer import AMP, pick_amp, pick_device
+from realtime import UserError
+from realtime.trainer import channels_last, pick_amp, pick_device
 
 CHECKPOINT = "checkpoint.pt"
 TEACHER = str(MODELS["microast"].decoder)
@@ -87,7 +92,8 @@ class TuneConfig:
     temporal_weight: float = opt(200.0, "weight of the temporal (shift-agreement) loss", range=(0, None))
     content_weight: float = opt(1.0, "weight of the relu4_1 anchor to the teacher", range=(0, None))
     style_weight: float = opt(10.0, "weight of the feature-statistics anchor to the teacher", range=(0, None))
-    heldout_fraction: float = opt(0.1, "share of content and of styles held out, by name hash", range=(0, 0.99))
+    heldout_fraction: float = opt(0.1, "share of content and of styles held out, by name hash",
+                                  range=(0.01, 0.99))
     eval_images: int = opt(8, "held-out pictures (and styles) scored at each evaluation", range=(1, None))
     eval_every: int = opt(100, "score held-out pairs and write a snapshot every this many steps", range=(1, None))
     ckpt_every: int = opt(50, "write checkpoint.pt every this many steps (also at the end, on Ctrl-C)",
@@ -98,13 +104,16 @@ class TuneConfig:
                         range=(16, None))
     seed: int = opt(0, "seed for data sampling, shifts and noise")
     device: str = opt("auto", "cuda, cpu, cuda:1, ...; auto: cuda when available")
-    amp: str = opt("auto", "mixed precision of the loss network; auto: bf16 where the CPU or GPU has it",
-                   choices=tuple(AMP))
+    amp: str = opt("auto", "mixed precision of the loss network; auto: bf16 where the CPU or GPU has it, "
+                   "else off (no fp16: there is no loss scaler here)", choices=("auto", "bf16", "off"))
     resume: bool = opt(True, "continue from out_dir/checkpoint.pt when it exists")
 
     def __post_init__(self):
         if self.crop % 4:
             raise ValueError(f"crop must be a multiple of 4, got {self.crop}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"heldout_fraction must be in (0, 1): the evaluation needs held-out "
+                             f"pictures, got {self.heldout_fraction}")
         if 2 * self.margin + self.shift >= self.crop:
             raise ValueError(f"crop {self.crop} leaves no shared interior for shift {self.shift} "
                              f"and margin {self.margin}")
@@ -159,14 +168,15 @@ class Tuner:
     def __init__(self, cfg: TuneConfig):
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        self.amp = pick_amp(cfg.amp, self.device)
+        amp = pick_amp(cfg.amp, self.device)
+        self.amp = amp if amp == torch.bfloat16 else None  # fp16 would need a loss scaler
         self.teacher = load_microast_file(Path(cfg.teacher)).to(self.device).requires_grad_(False)
         self.model = load_microast_file(Path(cfg.init or cfg.teacher)).to(self.device)
         frozen = [self.model.style_encoder, self.model.modulator]
         self.trained = [self.model.decoder] + ([self.model.content_encoder] if cfg.train_encoder else [])
         for part in frozen + ([] if cfg.train_encoder else [self.model.content_encoder]):
             part.requires_grad_(False)
-        fmt = torch.channels_last if self.amp == torch.bfloat16 else torch.contiguous_format
+        fmt = torch.channels_last if channels_last(self.device, self.amp) else torch.contiguous_format
         self.loss_net = vgg_loss_net().to(self.device, memory_format=fmt)
         self.scorer = Scorer(self.loss_net, self.device)
         self.opt = torch.optim.Adam([p for part in self.trained for p in part.parameters()], lr=cfg.lr)
@@ -240,7 +250,7 @@ class Tuner:
         styles = dataset.center_crops(hs, dataset.pick_spread(hs, c.eval_images), c.crop)
         n = min(len(big), len(styles))
         gen = torch.Generator().manual_seed(1234)
-        shifts = [(0, 0), (c.shift // 2 + 1, -(c.shift // 3) - 1)]
+        shifts = [(0, 0)] + ([(c.shift // 2 + 1, -(c.shift // 3) - 1)] if c.shift else [])
         views = []
         for dy, dx in shifts:
             x, x2 = shifted_views(big[:n], c.crop, dy, dx)
@@ -251,7 +261,7 @@ class Tuner:
     def evaluate(self, held: dict, model: MicroAST | None = None) -> dict[str, float]:
         """Held-out scores of ``model`` (default: the student): the scorer's content and style
         losses against the pictures, and the shift error (noise only, and shifted + noise)."""
-        model = model or self.model
+        model = self.model if model is None else model
         codes = stack_codes(model, held["style"])
         out = model.decoder(model.content_encoder(held["clean"])[1], *codes, 1.0).clamp(0, 1)
         content, style = self.scorer(out, held["clean"], held["style"])
@@ -286,8 +296,7 @@ class Tuner:
 
     def restore(self, path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        plain = lambda d: json.loads(json.dumps(d))  # noqa: E731  (tuples and lists compare equal)
-        old, new = plain(state["config"]), plain(asdict(self.cfg))
+        old, new = _plain(state["config"]), _plain(asdict(self.cfg))
         changed = [k for k in new if k not in _RUN_ONLY and old.get(k) != new[k]]
         if changed:
             raise ValueError(f"{path} belongs to a different run ({', '.join(changed)} changed): "
@@ -302,8 +311,12 @@ class Tuner:
 
 
 # options that change how a run executes or reports, not what it computes
-_RUN_ONLY = {"out_dir", "steps", "eval_every", "ckpt_every", "log_every", "device", "amp", "resume",
-             "eval_images"}
+_RUN_ONLY = {"out_dir", "steps", "eval_every", "ckpt_every", "log_every", "device", "amp", "resume"}
+
+
+def _plain(config: dict) -> dict:
+    """A config as JSON reads it back: tuples and lists compare equal."""
+    return json.loads(json.dumps(config))
 
 
 def _sha256(path: Path) -> str:
@@ -314,12 +327,13 @@ def tune(cfg: TuneConfig) -> dict:
     """Train (or resume) until ``cfg.steps``; -> the last held-out scores (and the teacher's)."""
     out = Path(cfg.out_dir)
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
+    ckpt, log_path = out / CHECKPOINT, out / "log.jsonl"
+    if not cfg.resume and (ckpt.exists() or log_path.exists()):
+        raise ValueError(f"{out} holds a run already: use another --out-dir, or resume it")
     tu = Tuner(cfg)
-    ckpt = out / CHECKPOINT
     state = tu.restore(ckpt) if cfg.resume and ckpt.exists() else {}
     held = tu.heldout()
     teacher = state.get("teacher_scores") or tu.evaluate(held, tu.teacher)
-    log_path = out / "log.jsonl"
     lines = log_path.read_text().splitlines() if log_path.exists() else []
     log_path.write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= tu.step_no))
     if tu.step_no == 0:
@@ -327,7 +341,6 @@ def tune(cfg: TuneConfig) -> dict:
     tqdm.write(f"tune-temporal: {({k: len(v) if v else 0 for k, v in tu.data.items()})} on {tu.device}, "
                f"amp {tu.amp}, step {tu.step_no} -> {cfg.steps}; teacher held-out {teacher}", file=sys.stderr)
     scores, acc, n, t0 = state.get("scores"), {}, 0, time.perf_counter()
-    extra = lambda: {"teacher_scores": teacher, "scores": scores}  # noqa: E731
     try:
         with tqdm(total=cfg.steps, initial=tu.step_no, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
             while tu.step_no < cfg.steps:
@@ -349,13 +362,12 @@ def tune(cfg: TuneConfig) -> dict:
                     tu.snapshot(out / "snapshots" / f"step_{tu.step_no:06d}.safetensors", scores)
                     bar.write(f"step {tu.step_no}: held-out {scores}", file=sys.stderr)
                 if tu.step_no % cfg.ckpt_every == 0 or last:
-                    tu.save(ckpt, extra())
+                    tu.save(ckpt, {"teacher_scores": teacher, "scores": scores})
                 if n == 0:  # evaluation and checkpoint time does not count as training
                     t0 = time.perf_counter()
-    except KeyboardInterrupt:
-        tu.save(ckpt, extra())
-        tqdm.write(f"tune-temporal: interrupted at step {tu.step_no}; checkpoint written to {ckpt}",
-                   file=sys.stderr)
+    except KeyboardInterrupt:  # mid-step state would not resume exactly: keep the last checkpoint
+        tqdm.write(f"tune-temporal: interrupted at step {tu.step_no}; {ckpt} holds the last "
+                   f"checkpoint (every {cfg.ckpt_every} steps)", file=sys.stderr)
         raise
     return {"teacher": teacher, "student": scores, "step": tu.step_no}
 
@@ -380,7 +392,7 @@ def run(args: argparse.Namespace) -> int:
         result = tune(cfg)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError) as e:
+    except (UserError, ValueError, OSError) as e:
         print(f"rtstyle tune-temporal: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(result))

@@ -340,6 +340,8 @@ def test_block_conv_is_the_same_conv(k, cin, cout):
         torch.testing.assert_close(BlockConv(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="stride-1"):
         BlockConv(_conv(cin, cout, 3))  # padding 1: 2 px of padding is not whole blocks
+    with pytest.raises(ValueError, match="reflection"):
+        BlockConv(torch.nn.Conv2d(cin, cout, 5, padding=2))  # zero padding would be computed wrong
 
 
 def test_frame_decoder_matches_the_model(random_model):

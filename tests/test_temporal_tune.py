@@ -98,7 +98,21 @@ def test_a_tiny_run_snapshots_logs_and_resumes(data):
     assert not torch.equal(snap.content_encoder.stem.weight, teacher.content_encoder.stem.weight)
     assert torch.equal(snap.style_encoder.stem.weight, teacher.style_encoder.stem.weight)
     assert torch.equal(snap.modulator.weight[0].weight, teacher.modulator.weight[0].weight)
-    # resuming continues from the checkpoint; a changed recipe is refused
+    # resuming continues exactly where the checkpoint left off: the same weights as one run of 3
     assert tune(config(data, steps=3))["step"] == 3
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3]
+    tune(config(data, steps=3, out_dir=str(data / "straight")))
+    resumed, straight = (torch.load(data / d / "checkpoint.pt", weights_only=True)["decoder"]
+                         for d in ("run", "straight"))
+    assert all(torch.equal(resumed[k], straight[k]) for k in straight)
+    # a changed recipe is refused, and so is starting afresh over a run
     with pytest.raises(ValueError, match="temporal_weight"):
         tune(config(data, steps=4, temporal_weight=5.0))
+    with pytest.raises(ValueError, match="holds a run"):
+        tune(config(data, steps=4, resume=False))
+
+
+def test_without_shifts_only_the_still_scene_is_scored(data):
+    result = tune(config(data, shift=0, steps=1, eval_every=1))
+    assert set(result["student"]) == {"vgg_content", "vgg_style", "shift_error_static"}
