@@ -20,8 +20,8 @@ from realtime import UserError
 # the names of engines.ENGINES, kept here so `--help` needs no torch import
 ENGINE_NAMES = ("eager", "compile", "tensorrt", "onnxruntime")
 # the names of realtime.models.MODELS, kept here for the same reason (a test keeps them equal)
-MODEL_NAMES = ("adain-cd16", "adain-vgg19", "microast")
-DEFAULT_MODEL = "microast"  # realtime.models.DEFAULT_MODEL (a test keeps them equal)
+MODEL_NAMES = ("adain-cd16", "adain-vgg19", "microast", "microast-tc")
+DEFAULT_MODEL = "microast-tc"  # realtime.models.DEFAULT_MODEL (a test keeps them equal)
 
 
 def opt(default=dataclasses.MISSING, help: str = "", **argparse_kw):

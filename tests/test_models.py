@@ -144,7 +144,7 @@ def test_the_wheel_carries_the_weights_the_model_card_and_the_licences(tmp_path)
     (wheel,) = tmp_path.glob("rtstyle-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("cd16-encoder.safetensors", "adain-cd16.safetensors", "adain-cd16-recon.safetensors",
-              "microast.safetensors", "vgg19-feature-scales.safetensors", "MODEL_CARD.md",
+              "microast.safetensors", "microast-tc.safetensors", "vgg19-feature-scales.safetensors", "MODEL_CARD.md",
               "LICENSE-collaborative-distillation.txt", "LICENSE-microast.txt"):
         assert f"realtime/assets/{f}" in names, f
     card = zipfile.ZipFile(wheel).read("realtime/assets/MODEL_CARD.md").decode()
