@@ -4,17 +4,20 @@ Two mechanisms, each switchable (``SMOOTH_MODES``):
 
 * ``stats``: an exponential moving average of the content feature statistics that AdaIN
   normalizes with (passed as ``StyleSettings.stats_filter``), meant to damp global flicker.
-* ``flow``: optical flow between consecutive *input* frames on small grayscale copies
-  (OpenCV DIS), backward-warp the previous output onto the new frame, blend it in where the
-  flow passes the forward-backward check (Sundaram et al. 2010, Ruder et al. 2016) and the
-  warped input matches the new input; take the new stylized frame where occluded or changed.
+* ``flow``: optical flow from each new *input* frame to the previous one on small grayscale
+  copies (OpenCV DIS, one flow a frame), backward-warp the previous output onto the new
+  frame (bicubic) and blend it in as far as the warped previous input matches the new input
+  (weight falling linearly to 0 at a grey-level difference of ``change``); where something
+  moved fast, appeared or the flow failed, the inputs do not match and the new stylized
+  frame is taken, so nothing ghosts.
 
 Both restart on a scene cut (detected here) and on ``reset()`` (call it on a style switch).
 
-``DEFAULT_SMOOTH = "flow"``: chosen by benchmarks/TEMPORAL.md with the shipped models (14 real
-clips x 32 frames at 384 px): ``flow`` removes about three quarters of the warping error that
-stylization adds over the input's own (75 % microast, 73 % adain-cd16) at a style-loss cost of
-+23 % / +25 % (strength 0.8); ``stats`` changes nothing measurable for either model.
+``DEFAULT_SMOOTH = "flow"`` at ``DEFAULT_STRENGTH`` 0.7: chosen by benchmarks/TEMPORAL.md (14
+real clips x 32 frames at 384 px): with the default model it removes 62 % of the warping error
+that stylization adds over the input's own, at a style-loss cost of +9.3 % (71 % / +7.7 %
+against the published MicroAST per frame); the previous smoother (strength 0.8) removed 75 %
+for +23 %. ``stats`` changed nothing measurable for either model family when last measured.
 
 Data contract: frames are ``(H, W, 3) uint8 RGB`` numpy arrays on the CPU, one at a time in
 frame order; small grayscale copies are ``(h, w) uint8``; flows are ``(h, w, 2) float32``
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SMOOTH_MODES = ("none", "stats", "flow", "all")
 DEFAULT_SMOOTH = "flow"  # why: the module docstring
-DEFAULT_STRENGTH = 0.8
+DEFAULT_STRENGTH = 0.7  # why: benchmarks/TEMPORAL.md, "Choosing the defaults"
 STATS_MAX_MOMENTUM = 0.9  # EMA weight of the past at strength 1
 FLOW_MAX_BLEND = 0.9  # weight of the warped previous output at strength 1
 # DIS FAST (patch search down to 1/4 resolution + variational refinement): about 1 ms a call
@@ -89,13 +92,13 @@ def _sample_points(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gx + flow[..., 0], gy + flow[..., 1]
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Backward warp: ``out(x) = image(x + flow(x))``, bilinear, edges replicated.
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Backward warp: ``out(x) = image(x + flow(x))``, bilinear (or ``interpolation``), edges replicated.
 
     ``image``: (H, W) or (H, W, C), uint8 or float32; ``flow``: (H, W, 2) float32. Same dtype out.
     """
     mx, my = _sample_points(flow)
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistency_mask(fwd: np.ndarray, bwd: np.ndarray, a1: float = 0.01, a2: float = 0.5) -> np.ndarray:
@@ -195,6 +198,8 @@ class TemporalSmoother:
             raise ValueError(f"smoothing mode must be one of {SMOOTH_MODES}, got {mode!r}")
         if int(flow_side) < 16:
             raise ValueError(f"flow_side must be >= 16 pixels, got {flow_side}")
+        if not 0 < float(change) <= 1:
+            raise ValueError(f"change must be in (0, 1], got {change}")
         self.mode, self.flow_side, self.change = mode, int(flow_side), float(change)
         self._ema = StatsEMA() if mode in ("stats", "all") else None
         self._flow = mode in ("flow", "all")
@@ -258,11 +263,13 @@ class TemporalSmoother:
         One flow per frame, new -> previous, on the small gray copies. A pixel counts as far
         as it lands inside the previous frame and the warped previous gray matches the new
         gray: fully at equal grey, falling linearly to 0 at a difference of ``change``. That
-        check catches occlusions, fast motion and flow failures alike (where the flow is wrong
-        the warped picture does not match), so the new stylized frame is taken there and
-        nothing ghosts. The weights are shrunk by one (small) pixel (a 3x3 minimum) so the
-        blend stays off the edges of what moved. A forward-backward check, as the previous
-        version ran, costs a second flow a frame: benchmarks/TEMPORAL.md compares them."""
+        check catches occlusions, fast motion and most flow failures (where the flow is wrong
+        the warped picture does not match; not in flat areas or across a change of colour at
+        equal brightness, where a wrong blend shows little), so the new stylized frame is
+        taken there. The weights are shrunk by one (small) pixel (a 3x3 minimum) so the blend
+        stays off the edges of what moved. A forward-backward check (the previous version)
+        costs a second flow a frame; ghosting, what it guarded against, is measured in
+        benchmarks/TEMPORAL.md."""
         fwd = dis_flow(gray, prev_gray)
         mx, my = _sample_points(fwd)
         h, w = gray.shape
@@ -274,4 +281,7 @@ class TemporalSmoother:
         weight = reliable * (self._strength * FLOW_MAX_BLEND)
         size = prev_out.shape[:2]
         weight = cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-        return warp(prev_out, upscale_flow(fwd, size)), weight
+        # Bicubic: the previous output is warped again every frame, and bilinear's blur piles up
+        # in the blend (four clips at strength 0.65: style loss +11.4 % bilinear, +8.4 % bicubic;
+        # benchmarks/TEMPORAL.md, "Choosing the defaults").
+        return warp(prev_out, upscale_flow(fwd, size), cv2.INTER_CUBIC), weight
