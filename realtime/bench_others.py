@@ -47,6 +47,10 @@ def magenta_step(style_rgb: np.ndarray):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     opts.log_severity_level = 3
+    # As our onnxruntime engine: workers that spin-wait after a run take the CPU from whatever
+    # runs next in the interleaved rounds (with spinning, our eager fp32 at 384 measured 142 ms
+    # beside it against 89-91 ms alone or beside bf16 only; BENCHMARKS.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
     def session(name: str):
         return ort.InferenceSession(str(models / name), opts, providers=["CPUExecutionProvider"])
