@@ -164,9 +164,16 @@ def network_flops(net, height: int, width: int) -> float:
 
     frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
     settings = StyleSettings(style_of(net, torch.device("cpu")))  # outside the count: once per style
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        feats = net.encoder(frames)
-        net.decoder(*net.restyle.decoder_inputs(feats, settings))
+    blocks = getattr(net.decoder, "use_blocks", None)  # MicroAST: count its conv, not BlockConv's zero taps
+    try:
+        if blocks is not None:
+            net.decoder.use_blocks = False
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            feats = net.encoder(frames)
+            net.decoder(*net.restyle.decoder_inputs(feats, settings))
+    finally:
+        if blocks is not None:
+            net.decoder.use_blocks = blocks
     return float(fc.get_total_flops())
 
 

@@ -184,7 +184,7 @@ def resolve_preset(preset: str, device_type: str, cores: int) -> str:
     if preset != "auto":
         return preset
     chosen = "veryfast" if device_type == "cpu" and cores <= FEW_CORES else "medium"
-    log.info("x264 preset auto -> %s (network on %s, %d cores)", chosen, device_type, cores)
+    log.debug("x264 preset auto -> %s (network on %s, %d cores)", chosen, device_type, cores)
     return chosen
 
 

@@ -37,6 +37,9 @@ encoder's feature space). A gentler, dearer strength is
 Statistics use the unbiased variance (``torch.var``'s default, as in the published code)
 plus 1e-5, computed in fp32.
 
+Why one file: the architecture, the published key map its converter reads and the product's
+engine wrappers (``FrameEncoder``, ``FrameDecoder``) change together; a renamed layer breaks all three.
+
 Weights: ``load_microast(folder)`` converts the four published state dicts (key map below);
 ``save_microast``/``load_microast_file`` write and read this package's fp16 safetensors file.
 """
@@ -388,10 +391,13 @@ class FrameDecoder(nn.Module):
         super().__init__()
         self.decoder = model.decoder
         self.out = BlockConv(model.decoder.out)  # the same conv, faster (its docstring)
+        # False: the plain conv, for counting the network's own FLOPs (BlockConv adds zero taps)
+        self.use_blocks = True
 
     def forward(self, f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
-        x = self.out(self.decoder.body(f, mean, std, weight, bias, 1.0))
+        x = self.decoder.body(f, mean, std, weight, bias, 1.0)
+        x = self.out(x) if self.use_blocks else self.decoder.out(x)
         return (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 

@@ -37,6 +37,9 @@ end; Ctrl-C keeps the last one) resumes a run exactly.
 
 Images are (N, 3, H, W) float RGB in [0, 1]; MicroAST runs in fp32, the loss network in bf16
 autocast + channels_last where the CPU has bf16 instructions (``engines.cpu_bf16``).
+
+Why one file: the recipe, its checkpoint (what resumes exactly) and its command line change
+together; split, a new option would need edits in three places to resume right.
 """
 from __future__ import annotations
 
