@@ -47,7 +47,6 @@ import argparse
 import copy
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -64,7 +63,7 @@ from realtime.microast import MicroAST, load_microast_file, save_microast
 from realtime.models import MODELS
 from realtime.options import opt
 from realtime import UserError
-from realtime.trainer import channels_last, pick_amp, pick_device
+from realtime.trainer import channels_last, pick_amp, pick_device, save_atomic
 
 CHECKPOINT = "checkpoint.pt"
 TEACHER = str(MODELS["microast"].decoder)
@@ -290,12 +289,7 @@ class Tuner:
                  "content_encoder": self.model.content_encoder.state_dict(), "optimizer": self.opt.state_dict(),
                  "step": self.step_no, "rng": {"data": self.gen.get_state(), "torch": torch.get_rng_state()},
                  "config": asdict(self.cfg), **extra}
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        save_atomic(state, path)
 
     def restore(self, path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)

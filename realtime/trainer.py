@@ -291,6 +291,12 @@ def save_checkpoint(tr: Trainer, path: Path, extra: dict) -> None:
              "scaler": tr.scaler.state_dict(), "step": tr.step, "rng": rng,
              "feature_scales": None if tr.scales is None else [k.cpu() for k in tr.scales],
              "config": asdict(tr.cfg), **extra}
+    save_atomic(state, path)
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, synced, then renamed over ``path``: a crash
+    mid-write leaves the previous file in place."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
