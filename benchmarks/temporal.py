@@ -92,8 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--random-decoder excludes --model/--decoder/--vgg/--trained")
     if args.frames < 2:
         p.error(f"--frames must be >= 2, got {args.frames}")
-    if args.static_clip and not clip_paths(argparse.Namespace(**{**vars(args), "clips": [args.static_clip]})):
-        p.error(f"--static-clip {args.static_clip!r}: no such clip in {args.videos}/manifest.csv or bikes")
+    args.static_path = None
+    if args.static_clip:
+        found = clip_paths(argparse.Namespace(**{**vars(args), "clips": [args.static_clip]}))
+        if not found:
+            p.error(f"--static-clip {args.static_clip!r}: no such clip in {args.videos}/manifest.csv or bikes")
+        args.static_path = found[0][1]
     return args
 
 
@@ -252,10 +256,9 @@ def run_clip(nets: dict, frames: list[np.ndarray], args) -> tuple[dict, dict, in
 
 def static_scene(nets: dict, args, modes: tuple[str, ...]) -> dict | None:
     """Flicker of every mode on a still frame with sensor noise, and the input's own."""
-    if not args.static_clip:
+    if args.static_path is None:
         return None
-    path = clip_paths(argparse.Namespace(**{**vars(args), "clips": [args.static_clip]}))[0][1]  # checked
-    still = read_frames(path, 1, args.size)[0].astype(np.float32)
+    still = read_frames(args.static_path, 1, args.size)[0].astype(np.float32)
     rng = np.random.default_rng(0)
     frames = [np.clip(still + rng.normal(0, args.static_noise, still.shape) + 0.5, 0, 255).astype(np.uint8)
               for _ in range(args.frames)]

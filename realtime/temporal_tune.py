@@ -63,6 +63,7 @@ from realtime.microast import MicroAST, load_microast_file, save_microast
 from realtime.models import MODELS
 from realtime.options import opt
 from realtime import UserError
+from realtime.train import RunLog
 from realtime.trainer import channels_last, pick_amp, pick_device, save_atomic
 
 CHECKPOINT = "checkpoint.pt"
@@ -331,10 +332,9 @@ def tune(cfg: TuneConfig) -> dict:
     state = tu.restore(ckpt) if cfg.resume and ckpt.exists() else {}
     held = tu.heldout()
     teacher = state.get("teacher_scores") or tu.evaluate(held, tu.teacher)
-    lines = log_path.read_text().splitlines() if log_path.exists() else []
-    log_path.write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= tu.step_no))
+    log = RunLog(log_path, upto=tu.step_no)  # drops records a cut-off run wrote after its checkpoint
     if tu.step_no == 0:
-        _emit(log_path, {"kind": "eval", "step": 0, "model": "teacher", **teacher})
+        log.emit({"kind": "eval", "step": 0, "model": "teacher", **teacher})
     tqdm.write(f"tune-temporal: {({k: len(v) if v else 0 for k, v in tu.data.items()})} on {tu.device}, "
                f"amp {tu.amp}, step {tu.step_no} -> {cfg.steps}; teacher held-out {teacher}", file=sys.stderr)
     scores, acc, n, t0 = state.get("scores"), {}, 0, time.perf_counter()
@@ -349,13 +349,13 @@ def tune(cfg: TuneConfig) -> dict:
                 if tu.step_no % cfg.log_every == 0 or last:
                     rec = {k: v / n for k, v in acc.items()}
                     rec["steps_per_s"] = n / (time.perf_counter() - t0)
-                    _emit(log_path, {"kind": "train", "step": tu.step_no, **rec})
+                    log.emit({"kind": "train", "step": tu.step_no, **rec})
                     bar.write(f"step {tu.step_no}: " + ", ".join(f"{k} {v:.4g}" for k, v in rec.items()),
                               file=sys.stderr)
                     acc, n, t0 = {}, 0, time.perf_counter()
                 if tu.step_no % cfg.eval_every == 0 or last:
                     scores = tu.evaluate(held)
-                    _emit(log_path, {"kind": "eval", "step": tu.step_no, "model": "student", **scores})
+                    log.emit({"kind": "eval", "step": tu.step_no, "model": "student", **scores})
                     tu.snapshot(out / "snapshots" / f"step_{tu.step_no:06d}.safetensors", scores)
                     bar.write(f"step {tu.step_no}: held-out {scores}", file=sys.stderr)
                 if tu.step_no % cfg.ckpt_every == 0 or last:
@@ -367,11 +367,6 @@ def tune(cfg: TuneConfig) -> dict:
                    f"checkpoint (every {cfg.ckpt_every} steps)", file=sys.stderr)
         raise
     return {"teacher": teacher, "student": scores, "step": tu.step_no}
-
-
-def _emit(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 # ---------------------------------------------------------------------------- command line
