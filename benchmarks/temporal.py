@@ -46,7 +46,7 @@ import torch
 from realtime.adain import mean_std
 from realtime.losses import vgg_loss_net
 from realtime.model import Decoder
-from realtime.smoothing import DEFAULT_STRENGTH, FLOW_MAX_BLEND, TemporalSmoother, consistency_mask, warp
+from realtime.smoothing import DEFAULT_STILL, DEFAULT_STRENGTH, FLOW_MAX_BLEND, TemporalSmoother, consistency_mask, warp
 from realtime.stylizer import StyleSettings, Stylizer, compute_size
 from realtime.styles import load_style_image
 from realtime.video import VideoFileSource
@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-side", type=int, default=160, help="network compute size (longer side)")
     p.add_argument("--strength", type=float, default=DEFAULT_STRENGTH, help="smoothing strength")
     p.add_argument("--flow-side", type=int, default=256, help="the smoother's flow resolution")
+    p.add_argument("--still", type=float, default=DEFAULT_STILL,
+                   help="the smoother's hold threshold for still pixels, grey levels (0: no hold)")
     p.add_argument("--trained", type=Path, help="a second decoder of the same model (e.g. from "
                    "`rtstyle tune-temporal`): adds the modes trained and trained+flow")
     p.add_argument("--static-clip", default="intel__bottle-detection",
@@ -227,7 +229,7 @@ def smooth(frames: list[np.ndarray], styled: list[np.ndarray], args) -> tuple[di
     """One network's frames -> ({'naive': ..., 'flow': ...} outputs, ms/frame of each, scene cuts)."""
     a = args.strength * FLOW_MAX_BLEND
     outs, ms = {"naive": [], "flow": []}, {"naive": 0.0, "flow": 0.0}
-    sm = TemporalSmoother("flow", args.strength, args.flow_side)
+    sm = TemporalSmoother("flow", args.strength, args.flow_side, still=args.still)
     for c, s in zip(frames, styled):
         t = time.perf_counter()
         prev = outs["naive"][-1] if outs["naive"] else s

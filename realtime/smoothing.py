@@ -9,7 +9,10 @@ Two mechanisms, each switchable (``SMOOTH_MODES``):
   frame (bicubic) and blend it in as far as the warped previous input matches the new input
   (weight falling linearly to 0 at a grey-level difference of ``change``); where something
   moved fast, appeared or the flow failed, the inputs do not match and the new stylized
-  frame is taken, so nothing ghosts.
+  frame is taken, so nothing ghosts. Still pixels (no flow) whose input has not drifted from
+  the input their output shows (``still`` grey levels, spatially averaged) are *held*: the
+  previous output is kept as it is instead of averaged, so a still scene does not flicker and
+  its texture is not washed out by averaging many frames.
 
 Both restart on a scene cut (detected here) and on ``reset()`` (call it on a style switch).
 
@@ -46,6 +49,17 @@ FLOW_MAX_BLEND = 0.9  # weight of the warped previous output at strength 1
 # on 256x144 gray on this CPU; a (2.3, -1.6) px shift of a texture comes back within 0.03 px on
 # average. MEDIUM (down to 1/2) costs ~4x; the benchmark grades with MEDIUM at full size.
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
+# Holding still pixels. A pixel is still where the flow is under SNAP_FLOW px (on the flow's
+# grid; DIS's answer on a still, noisy frame) and is then treated as exactly zero, so a held
+# output is copied, not resampled (repeated bicubic resampling would blur it). Its drift is
+# |input - the input its output shows|, both gray, averaged over DRIFT_BOX pixels so sensor
+# noise cancels and a real change does not: full hold up to ``still`` grey levels of drift,
+# none from twice that; and none where a single pixel changed by ``change`` (a small thing
+# the average would dilute). Why these values: benchmarks/TEMPORAL.md, "Still scenes".
+DEFAULT_STILL = 2.0
+SNAP_FLOW = 0.25
+DRIFT_BOX = 7
+HOLD_FULL_AT = 0.5  # strength from which still pixels are held fully (below: in proportion)
 
 StatsPair = tuple[torch.Tensor, torch.Tensor]
 
@@ -185,7 +199,8 @@ class TemporalSmoother:
     (output == mode "none"), 1 the most (EMA momentum ``STATS_MAX_MOMENTUM``, warped-previous
     weight ``FLOW_MAX_BLEND``). ``flow_side``: longer side of the grayscale copies the flow runs
     on. ``change``: the |warped previous input - input| (gray, [0, 1]) at which the blend
-    weight reaches 0 (it falls linearly from full weight at no difference).
+    weight reaches 0 (it falls linearly from full weight at no difference). ``still``: the
+    drift in grey levels (0-255) up to which still pixels are held (module docstring; 0: never).
 
     Use: pass ``StyleSettings(code, stats_filter=smoother.stats_filter)`` (None when the mode has no stats
     part), then for each frame ``out = smoother(content, styled)``. A batch stylized at once is
@@ -193,14 +208,16 @@ class TemporalSmoother:
     """
 
     def __init__(self, mode: str = DEFAULT_SMOOTH, strength: float = DEFAULT_STRENGTH,
-                 flow_side: int = 256, change: float = 0.1):
+                 flow_side: int = 256, change: float = 0.1, still: float = DEFAULT_STILL):
         if mode not in SMOOTH_MODES:
             raise ValueError(f"smoothing mode must be one of {SMOOTH_MODES}, got {mode!r}")
         if int(flow_side) < 16:
             raise ValueError(f"flow_side must be >= 16 pixels, got {flow_side}")
         if not 0 < float(change) <= 1:
             raise ValueError(f"change must be in (0, 1], got {change}")
-        self.mode, self.flow_side, self.change = mode, int(flow_side), float(change)
+        if not 0 <= float(still) <= 255:
+            raise ValueError(f"still must be in [0, 255] grey levels, got {still}")
+        self.mode, self.flow_side, self.change, self.still = mode, int(flow_side), float(change), float(still)
         self._ema = StatsEMA() if mode in ("stats", "all") else None
         self._flow = mode in ("flow", "all")
         self.strength = strength
@@ -229,6 +246,7 @@ class TemporalSmoother:
         """Forget the past (call on a style switch); the next frame passes through unchanged."""
         self._prev_gray: np.ndarray | None = None
         self._prev_out: np.ndarray | None = None
+        self._shown: np.ndarray | None = None  # (h, w) float32: the gray input the output shows
         if self._ema is not None:
             self._ema.reset()
 
@@ -252,6 +270,8 @@ class TemporalSmoother:
         out = styled
         if self._flow and prev_gray is not None and self._strength > 0:
             out = blend(styled, *self._warped_previous(gray, prev_gray, prev_out))
+        else:
+            self._shown = gray.astype(np.float32)
         # Our own copy: the caller may draw on the frame it gets back.
         self._prev_gray, self._prev_out = gray, out.copy() if self._flow else out
         return out
@@ -271,6 +291,10 @@ class TemporalSmoother:
         costs a second flow a frame; ghosting, what it guarded against, is measured in
         benchmarks/TEMPORAL.md."""
         fwd = dis_flow(gray, prev_gray)
+        still = None
+        if self.still > 0:
+            still = fwd[..., 0] ** 2 + fwd[..., 1] ** 2 < SNAP_FLOW**2
+            fwd[still] = 0.0
         mx, my = _sample_points(fwd)
         h, w = gray.shape
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
@@ -279,9 +303,28 @@ class TemporalSmoother:
         match = np.clip(match, 0.0, 1.0) * inside
         reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
         weight = reliable * (self._strength * FLOW_MAX_BLEND)
+        if still is not None:
+            weight = self._hold_still(gray, mx, my, still, weight)
         size = prev_out.shape[:2]
         weight = cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         # Bicubic: the previous output is warped again every frame, and bilinear's blur piles up
         # in the blend (four clips at strength 0.65: style loss +11.4 % bilinear, +8.4 % bicubic;
-        # benchmarks/TEMPORAL.md, "Choosing the defaults").
+        # benchmarks/TEMPORAL.md, "Choosing the defaults"). At zero flow it copies exactly.
         return warp(prev_out, upscale_flow(fwd, size), cv2.INTER_CUBIC), weight
+
+    def _hold_still(self, gray: np.ndarray, mx: np.ndarray, my: np.ndarray, still: np.ndarray,
+                    weight: np.ndarray) -> np.ndarray:
+        """Raise the (h, w) blend weight to 1 on still pixels whose drift is at most ``still``
+        grey levels (falling to the plain weight at twice that), and follow what the blended
+        output will show: ``shown = weight * warped shown + (1 - weight) * gray``."""
+        shown = cv2.remap(self._shown, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        diff = gray.astype(np.float32) - shown
+        drift = np.abs(cv2.blur(diff, (DRIFT_BOX, DRIFT_BOX)))
+        # A small thing that changed is diluted in the average, so a single pixel (or its
+        # neighbour) lets go too: from half of ``change`` (12.75 grey levels by default, far
+        # above sensor noise), fully at ``change``.
+        spot = cv2.dilate(np.abs(diff), np.ones((3, 3), np.uint8)) / (self.change * 127.5)
+        held = np.clip(2.0 - np.maximum(drift / self.still, spot), 0.0, 1.0) * still
+        weight = np.maximum(weight, held * min(1.0, self._strength / HOLD_FULL_AT))
+        self._shown = shown + (1.0 - weight) * (gray - shown)
+        return weight

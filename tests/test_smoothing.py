@@ -130,37 +130,68 @@ def test_upscale_flow_scales_vectors():
     np.testing.assert_allclose(big[..., 1], -2.0)
 
 
-def test_occluded_or_changed_regions_take_the_new_frame():
+@pytest.mark.parametrize("still", [0.0, 2.0])
+def test_occluded_or_changed_regions_take_the_new_frame(still):
     c0, s0, s1 = texture(6), texture(7, 0, 255), texture(8, 0, 255)
     c1 = c0.copy()
     c1[30:70, 40:90] = texture(9, 170, 250)[30:70, 40:90]  # something new appears
-    sm = TemporalSmoother("flow", strength=1.0)
+    sm = TemporalSmoother("flow", strength=1.0, still=still)
     sm(c0, s0)
     out = sm(c1, s1)
     np.testing.assert_array_equal(out[33:67, 43:87], s1[33:67, 43:87])
-    # the unchanged left part is blended with the previous output (the flow there is ~0)
-    w, left = FLOW_MAX_BLEND, np.s_[8:-8, 4:20]
+    left = np.s_[8:-8, 4:20]  # unchanged, no flow (DIS spreads some to 8 px from the change)
+    if still:  # held: the previous output as it was
+        np.testing.assert_array_equal(out[8:-8, 4:12], s0[8:-8, 4:12])
+        return
+    # without the hold, blended with the previous output
+    w = FLOW_MAX_BLEND
     expect = (1 - w) * s1[left].astype(np.float32) + w * s0[left]
     assert np.abs(out[left] - expect).mean() < 2.0
     assert np.abs(out[left].astype(np.float32) - s1[left]).mean() > 20
 
 
-def test_a_still_noisy_scene_settles():
-    """A camera on a still scene: the input changes only by its noise (std 2 grey levels), the
-    stylized frames flicker by +-30. With the default settings the output changes from frame
-    to frame by less than half as much as the stylized frames (TEMPORAL.md: not yet as little
-    as the input)."""
+def _change(xs: list[np.ndarray]) -> float:
+    """Mean |x_t - x_t-1| over frames 4.. in grey levels."""
+    return float(np.mean([np.abs(b.astype(np.float32) - a).mean() for a, b in zip(xs[4:], xs[5:])]))
+
+
+@pytest.mark.parametrize("noise", [2.0, 5.0])
+def test_a_still_noisy_scene_is_held(noise):
+    """A camera on a still scene: the input changes only by its noise, the stylized frames
+    flicker by +-30. With the default settings the output is held: it changes from frame to
+    frame less than the input does, and it is a stylized frame, not a blur of many. Without
+    the hold (``still=0``) it keeps changing by more than the input."""
     bg, styled_bg, rng = texture(21), texture(22, 0, 200), np.random.default_rng(2)
-    sm = TemporalSmoother()
-    ins, styled_all, outs = [], [], []
+    held, blended = TemporalSmoother(), TemporalSmoother(still=0)
+    ins, styled_all, outs, outs0 = [], [], [], []
     for _ in range(12):
-        ins.append(np.clip(bg + rng.normal(0, 2, bg.shape), 0, 255).astype(np.uint8))
+        ins.append(np.clip(bg + rng.normal(0, noise, bg.shape), 0, 255).astype(np.uint8))
         styled_all.append(np.clip(styled_bg + rng.integers(-30, 31, bg.shape), 0, 255).astype(np.uint8))
-        outs.append(sm(ins[-1], styled_all[-1]))
-    change = lambda xs: np.mean([np.abs(b.astype(np.float32) - a).mean()  # noqa: E731
-                                 for a, b in zip(xs[4:], xs[5:])])
-    assert change(outs) < 0.5 * change(styled_all)
-    assert change(ins) < change(outs)  # what is left to do
+        outs.append(held(ins[-1], styled_all[-1]))
+        outs0.append(blended(ins[-1], styled_all[-1]))
+    assert _change(outs) < 0.5 * _change(ins)
+    assert _change(outs0) > _change(ins)
+    # the held picture keeps the stylized frames' texture: as far from their mean as one of them
+    mean = np.mean(styled_all, axis=0)
+    spread = lambda x: np.abs(x.astype(np.float32) - mean).mean()  # noqa: E731
+    assert spread(outs[-1]) > 0.7 * spread(styled_all[-1])
+    assert spread(outs0[-1]) < 0.7 * spread(styled_all[-1])  # averaging washes it out
+
+
+def test_a_held_pixel_is_copied_and_released_when_the_input_drifts():
+    """No flow, no change: the first output is kept exactly (no resampling). When the input
+    then brightens by 6 grey levels (more than twice ``still``; not a cut), the hold lets go
+    and the new stylized frame is blended in as it would be without the hold."""
+    c0, styled = texture(23), [texture(24 + i, 0, 255) for i in range(5)]
+    c1 = (c0 + 6).astype(np.uint8)
+    sm, plain = TemporalSmoother(still=2.0), TemporalSmoother(still=0)
+    outs = [sm(c0, s) for s in styled[:4]]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, styled[0])
+    plain(c0, styled[0])
+    released, expect = sm(c1, styled[4]), plain(c1, styled[4])
+    assert np.abs(interior(released).astype(np.float32) - interior(styled[0])).mean() > 10
+    assert np.abs(interior(released).astype(np.int16) - interior(expect)).max() <= 1
 
 
 def test_fast_motion_does_not_ghost():
@@ -278,6 +309,8 @@ def test_bad_inputs_give_clear_errors():
         sm(texture(0).astype(np.float32), texture(1))
     with pytest.raises(ValueError, match="none.*stats.*flow.*all"):
         TemporalSmoother("blur")
+    with pytest.raises(ValueError, match="still"):
+        TemporalSmoother(still=-1)
     with pytest.raises(ValueError, match=r"\(N, C\)"):
         StatsEMA()(torch.ones(4), torch.ones(4))
 
