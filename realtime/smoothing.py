@@ -50,10 +50,12 @@ FLOW_MAX_BLEND = 0.9  # weight of the warped previous output at strength 1
 # average. MEDIUM (down to 1/2) costs ~4x; the benchmark grades with MEDIUM at full size.
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
 # Holding still pixels. A pixel is still where the flow is under SNAP_FLOW px (on the flow's
-# grid; DIS's answer on a still, noisy frame) and is then treated as exactly zero, so a held
-# output is copied, not resampled (repeated bicubic resampling would blur it). Its drift is
-# |input - the input its output shows|, both gray, averaged over DRIFT_BOX pixels so sensor
-# noise cancels and a real change does not: full hold up to ``still`` grey levels of drift,
+# grid; DIS's answer on a still, noisy frame) or where warping the previous gray along it
+# changes that gray by under ``still`` grey levels (averaged over DRIFT_BOX pixels: flat
+# areas, where DIS's flow is noise); its flow is then taken as exactly zero, so a held output
+# is copied, not resampled (repeated bicubic resampling would blur it). Its drift is |input -
+# the input its output shows|, both gray, averaged over DRIFT_BOX pixels so sensor noise
+# cancels and a real change does not: full hold up to ``still`` grey levels of drift,
 # none from twice that; and none where a single pixel changed by ``change`` (a small thing
 # the average would dilute). Why these values: benchmarks/TEMPORAL.md, "Still scenes".
 DEFAULT_STILL = 2.0
@@ -291,14 +293,17 @@ class TemporalSmoother:
         costs a second flow a frame; ghosting, what it guarded against, is measured in
         benchmarks/TEMPORAL.md."""
         fwd = dis_flow(gray, prev_gray)
-        still = None
-        if self.still > 0:
-            still = fwd[..., 0] ** 2 + fwd[..., 1] ** 2 < SNAP_FLOW**2
-            fwd[still] = 0.0
         mx, my = _sample_points(fwd)
+        warped = cv2.remap(prev_gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        still = None
+        if self.still > 0:  # a tiny flow, or one that changes nothing (flat areas, where it is noise)
+            moved = cv2.blur(cv2.absdiff(warped, prev_gray).astype(np.float32), (DRIFT_BOX, DRIFT_BOX))
+            still = (fwd[..., 0] ** 2 + fwd[..., 1] ** 2 < SNAP_FLOW**2) | (moved < self.still)
+            fwd[still] = 0.0
+            mx, my = _sample_points(fwd)
+            warped = np.where(still, prev_gray, warped)
         h, w = gray.shape
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-        warped = cv2.remap(prev_gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         match = 1.0 - cv2.absdiff(warped, gray).astype(np.float32) / (self.change * 255.0)
         match = np.clip(match, 0.0, 1.0) * inside
         reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
