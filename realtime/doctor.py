@@ -40,6 +40,9 @@ def report() -> list[tuple[str, str]]:
         rows.append((f"engine {name}", "ok" if why is None else why))
     name, why = engines.choose()
     rows.append(("engine auto", f"{name} ({why})"))
+    from realtime import heap
+
+    rows.append(("cpu heap", heap.status()))
     rows.append(("pyav", f"{av.__version__} (FFmpeg {av.library_versions.get('libavcodec')})"))
     for enc in VIDEO_ENCODERS:
         rows.append((f"encoder {enc}", _encoder_status(enc)))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import engines
-from realtime import tuning
+from realtime import heap, tuning
 from realtime.adain import StyleCode, adain, mean_std
 from realtime.color import luminance_only
 from realtime.frames import check_rgb
@@ -185,6 +185,8 @@ class Stylizer:
         restyle=None,
     ):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu":
+            heap.keep_freed_memory()  # no page faults per frame (realtime/heap.py)
         self.backend, self.precision, self.weights_id = backend, precision, weights_id
         self.network = network
         # Style images are encoded once per style, in fp32, by an eager copy.
