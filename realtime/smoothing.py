@@ -16,11 +16,13 @@ Two mechanisms, each switchable (``SMOOTH_MODES``):
 
 Both restart on a scene cut (detected here) and on ``reset()`` (call it on a style switch).
 
-``DEFAULT_SMOOTH = "flow"`` at ``DEFAULT_STRENGTH`` 0.7: chosen by benchmarks/TEMPORAL.md (14
-real clips x 32 frames at 384 px): with the default model it removes 62 % of the warping error
-that stylization adds over the input's own, at a style-loss cost of +9.3 % (71 % / +7.7 %
-against the published MicroAST per frame); the previous smoother (strength 0.8) removed 75 %
-for +23 %. ``stats`` changed nothing measurable for either model family when last measured.
+``DEFAULT_SMOOTH = "flow"`` at ``DEFAULT_STRENGTH`` 0.75: chosen by benchmarks/TEMPORAL.md (14
+real clips x 32 frames at 384 px): with the default model it removes 61 % of the warping error
+that stylization adds over the input's own, at a style-loss cost of +6.7 % (71 % / +5.1 %
+against the published MicroAST per frame), and a still, noisy scene does not change at all;
+without the hold (strength 0.7) it was 62 % for +9.3 %, and the still scene changed by 6.4
+grey levels a frame. ``stats`` changed nothing measurable for either model family when last
+measured.
 
 Data contract: frames are ``(H, W, 3) uint8 RGB`` numpy arrays on the CPU, one at a time in
 frame order; small grayscale copies are ``(h, w) uint8``; flows are ``(h, w, 2) float32``
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 SMOOTH_MODES = ("none", "stats", "flow", "all")
 DEFAULT_SMOOTH = "flow"  # why: the module docstring
-DEFAULT_STRENGTH = 0.7  # why: benchmarks/TEMPORAL.md, "Choosing the defaults"
+DEFAULT_STRENGTH = 0.75  # why: benchmarks/TEMPORAL.md, "Still scenes" and "Choosing the defaults"
 STATS_MAX_MOMENTUM = 0.9  # EMA weight of the past at strength 1
 FLOW_MAX_BLEND = 0.9  # weight of the warped previous output at strength 1
 # DIS FAST (patch search down to 1/4 resolution + variational refinement): about 1 ms a call
