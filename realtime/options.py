@@ -195,16 +195,19 @@ def usable_cores() -> int:
 
 def thread_budget(cores: int, device_type: str, codecs: bool = True) -> ThreadBudget:
     """Split ``cores`` between the stages. On a CPU the network is the work: it gets all but a
-    quarter of the cores, decode and encode share that quarter (at least one thread each), or
-    every core when nothing is decoded or encoded (``codecs=False``: live from a camera to a
-    window). On a GPU the CPU mostly decodes and encodes: compute and decode get a quarter
-    each, encode the rest. Torch's default (every core) plus FFmpeg's and x264's defaults
-    (about every core each) oversubscribe a small machine (BENCHMARKS.md has the measurement)."""
+    quarter of the cores, rounded down (so every core on 2 or 3), and decode and encode get a
+    quarter each (at least one thread each, so they overlap the network's on a small CPU: they
+    are light, while one network thread of two made a 2-core conversion 1.5x slower;
+    BENCHMARKS.md). Every core goes to the network when nothing is decoded or encoded
+    (``codecs=False``: live from a camera to a window). On a GPU the CPU mostly decodes and
+    encodes: compute and decode get a quarter each, encode the rest. Torch's default (every
+    core) plus FFmpeg's and x264's defaults (about every core each) oversubscribe a small
+    machine (BENCHMARKS.md has the measurement)."""
     quarter = max(1, cores // 4)
     if device_type == "cpu" and not codecs:
         return ThreadBudget(compute=cores, decode=1, encode=1)
     if device_type == "cpu":
-        return ThreadBudget(compute=max(1, cores - quarter), decode=quarter, encode=quarter)
+        return ThreadBudget(compute=max(1, cores - cores // 4), decode=quarter, encode=quarter)
     return ThreadBudget(compute=quarter, decode=quarter, encode=max(1, cores - 2 * quarter))
 
 

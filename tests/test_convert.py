@@ -526,7 +526,9 @@ def test_threads_are_split_between_decode_compute_and_encode(tmp_path, capsys, m
     from realtime.stylizer import Stylizer
     from realtime.video import VideoFileSink, VideoFileSource
 
-    assert thread_budget(2, "cpu") == ThreadBudget(compute=1, decode=1, encode=1)
+    # 2 cores: the network on both, the light codec threads beside it (one each)
+    assert thread_budget(2, "cpu") == ThreadBudget(compute=2, decode=1, encode=1)
+    assert thread_budget(4, "cpu") == ThreadBudget(compute=3, decode=1, encode=1)
     assert thread_budget(16, "cpu") == ThreadBudget(compute=12, decode=4, encode=4)
     assert thread_budget(16, "cuda") == ThreadBudget(compute=4, decode=4, encode=8)
     assert thread_budget(1, "cpu") == ThreadBudget(compute=1, decode=1, encode=1)
