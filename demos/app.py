@@ -140,7 +140,7 @@ class Visitor:
         self.uploads: dict[str, tuple[Style, np.ndarray, np.ndarray]] = {}  # key -> (style, RGB, thumbnail)
         self.query = ""  # the gallery filter
         self.smoother = None  # realtime.smoothing.TemporalSmoother while smoothing is on
-        self.pair: tuple | None = None  # (style, second) of the last live frame: a change resets the smoother
+        self.look: tuple | None = None  # style, blend, strength, colour of the last frame: a change resets the smoother
         self.frames: deque[tuple[float, float]] = deque(maxlen=READOUT_FRAMES)  # (clock() when done, s spent)
         self.failures: dict[str, int] = {}  # exception type name -> frames it failed
         self.error = ""  # the warning under the picture while frames fail
@@ -439,16 +439,19 @@ class StyleDemo:
 
     def _stylize(self, frame, visitor, alpha, keep_colour, smooth, second, mix) -> np.ndarray:
         code = self.mixed_code(visitor, second, mix)
-        pair = (visitor.style, second if self._blends(visitor, second, mix) else None)
-        smoother = self._smoother(visitor, float(smooth), pair)
+        blends = self._blends(visitor, second, mix)
+        # any change of the look resets the smoother: it would blend in, or hold, the old one
+        look = (visitor.style, second if blends else None, round(float(mix), 3) if blends else None,
+                round(float(alpha), 3), bool(keep_colour))
+        smoother = self._smoother(visitor, float(smooth), look)
         settings = StyleSettings(code, float(alpha), bool(keep_colour), smoother.stats_filter if smoother else None)
         pixels = torch.from_numpy(np.require(frame, np.uint8, ["C", "W"]))[None]  # Gradio's are read-only
         styled = self.engine(visitor.model)[0](pixels, settings, self.live_side)[0].numpy()
         return smoother(frame, styled) if smoother is not None else styled
 
     @staticmethod
-    def _smoother(visitor: Visitor, strength: float, pair: tuple):
-        switched, visitor.pair = visitor.pair != pair, pair
+    def _smoother(visitor: Visitor, strength: float, look: tuple):
+        switched, visitor.look = visitor.look != look, look
         if strength <= 0:
             visitor.smoother = None
             return None
@@ -457,7 +460,7 @@ class StyleDemo:
 
             visitor.smoother = TemporalSmoother(DEFAULT_SMOOTH, strength)
         elif switched:
-            visitor.smoother.reset()  # a new style: do not blend the old one's frames in
+            visitor.smoother.reset()  # a new look: do not blend (or hold) the old one's frames
         visitor.smoother.strength = strength
         return visitor.smoother
 

@@ -6,13 +6,16 @@ and frees the same tens of megabytes of activations every frame, so each frame t
 pages: measured on the 2-core development VM with ``microast-tc`` in eager fp32, 220-280
 thousand page faults a frame at 1280x720 and 10-18 thousand at 384x384 in some runs, none once
 freed memory stays (BENCHMARKS.md, "Keeping freed memory"). onnxruntime keeps its own arena
-and was not affected. The cost: the process keeps its peak heap (the largest frame's working
-set) instead of giving it back between frames.
+and was not affected. The cost: memory freed is kept for the life of the process, in every
+heap that held it (glibc gives each thread that allocates its own arena: torch's workers
+included), so resident memory stays at the peak instead of falling between frames; measured
+flat over mixed frame sizes (BENCHMARKS.md). It is process-wide and cannot be undone; a
+``Stylizer`` on the CPU applies it (the product runs its networks through one).
 
 ``keep_freed_memory()`` sets glibc's ``M_MMAP_MAX`` to 0 (no block is ever ``mmap``-ed) and
 ``M_TRIM_THRESHOLD`` to its largest value (the heap top is never trimmed); once per process,
 effective for allocations from then on. Elsewhere (macOS, Windows, musl) it does nothing.
-``RTSTYLE_KEEP_MEMORY=0`` in the environment turns it off.
+``RTSTYLE_KEEP_MEMORY=0`` (or ``off``, ``false``, ``no``) in the environment turns it off.
 """
 from __future__ import annotations
 
@@ -44,8 +47,9 @@ def status() -> str:
 
 
 def _why_not() -> str | None:
-    if os.environ.get("RTSTYLE_KEEP_MEMORY", "1") == "0":
-        return "off: RTSTYLE_KEEP_MEMORY=0"
+    value = os.environ.get("RTSTYLE_KEEP_MEMORY", "1")
+    if value.strip().lower() in ("0", "off", "false", "no"):
+        return f"off: RTSTYLE_KEEP_MEMORY={value}"
     if not sys.platform.startswith("linux"):
         return f"not applicable on {sys.platform}"
     libc = platform.libc_ver()[0]

@@ -110,6 +110,11 @@ class Controls:
     def _set(self, **changes) -> None:
         self.settings = dataclasses.replace(self.settings, **changes)
 
+    def _new_look(self) -> None:
+        """The picture's look changed: the smoother must not blend in (or hold) the old one."""
+        if self.smoother is not None:
+            self.smoother.reset()
+
     def status(self) -> str:
         s = self.settings
         return (f"{self.styles[self.index][0]} | alpha {s.alpha:.1f} | smoothing "
@@ -125,12 +130,14 @@ class Controls:
         elif action in ("alpha_up", "alpha_down"):
             step = self.alpha_step if action == "alpha_up" else -self.alpha_step
             self._set(alpha=round(min(1.0, max(0.0, self.settings.alpha + step)), 6))
+            self._new_look()
         elif action == "smooth" and self.smoother is not None:
             self.smoothing = not self.smoothing
             self.smoother.reset()
             self._set(stats_filter=self._stats_filter())
         elif action == "color":
             self._set(preserve_color=not self.settings.preserve_color)
+            self._new_look()
         elif action == "snapshot":
             from realtime.images import write_image
 

@@ -131,7 +131,10 @@ def convert_segment(cfg: ConvertConfig, stylizer: Stylizer, part: Segment, out: 
     src, src_frames, first = _open_at(cfg, part.warm_from, threads.decode)
     with src, threads_applied(threads):
         check_frame_size(str(cfg.input), src.width, src.height, max_side)
-        smoother = TemporalSmoother(cfg.smooth, cfg.smooth_strength)
+        # No holding of still pixels here: a part can only warm up on its overlap, so two parts
+        # would hold different stylized frames of a still shot and jump at the cut; averaging
+        # converges within the overlap and joins without a seam (tests/test_batch.py).
+        smoother = TemporalSmoother(cfg.smooth, cfg.smooth_strength, still=0)
         reference = first.pixels if part.index == 0 or cfg.preserve_color != "transfer" else _first_frame(cfg.input)
         settings = settings_for(stylizer, cfg, reference, code, smoother.stats_filter)
         sink = VideoFileSink(out, width=src.width, height=src.height, time_base=src.time_base,

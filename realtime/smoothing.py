@@ -9,10 +9,10 @@ Two mechanisms, each switchable (``SMOOTH_MODES``):
   frame (bicubic) and blend it in as far as the warped previous input matches the new input
   (weight falling linearly to 0 at a grey-level difference of ``change``); where something
   moved fast, appeared or the flow failed, the inputs do not match and the new stylized
-  frame is taken, so nothing ghosts. Still pixels (no flow) whose input has not drifted from
-  the input their output shows (``still`` grey levels, spatially averaged) are *held*: the
-  previous output is kept as it is instead of averaged, so a still scene does not flicker and
-  its texture is not washed out by averaging many frames.
+  frame is taken, so nothing ghosts. Still pixels (no motion, or a flat area) whose input has
+  not drifted from the input their output shows, and whose new stylized frame still looks
+  like that output, are *held*: the previous output is kept as it is instead of averaged, so a
+  still scene does not flicker and its texture is not washed out by averaging many frames.
 
 Both restart on a scene cut (detected here) and on ``reset()`` (call it on a style switch).
 
@@ -51,18 +51,31 @@ FLOW_MAX_BLEND = 0.9  # weight of the warped previous output at strength 1
 # on 256x144 gray on this CPU; a (2.3, -1.6) px shift of a texture comes back within 0.03 px on
 # average. MEDIUM (down to 1/2) costs ~4x; the benchmark grades with MEDIUM at full size.
 DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
-# Holding still pixels. A pixel is still where the flow is under SNAP_FLOW px (on the flow's
-# grid; DIS's answer on a still, noisy frame) or where warping the previous gray along it
-# changes that gray by under ``still`` grey levels (averaged over DRIFT_BOX pixels: flat
-# areas, where DIS's flow is noise); its flow is then taken as exactly zero, so a held output
-# is copied, not resampled (repeated bicubic resampling would blur it). Its drift is |input -
-# the input its output shows|, both gray, averaged over DRIFT_BOX pixels so sensor noise
-# cancels and a real change does not: full hold up to ``still`` grey levels of drift,
-# none from twice that; and none where a single pixel changed by ``change`` (a small thing
-# the average would dilute). Why these values: benchmarks/TEMPORAL.md, "Still scenes".
+# Holding still pixels (``TemporalSmoother._held``). A pixel may be held where it did not move:
+# its flow is under SNAP_FLOW pixels of the flow's grid (DIS's answer on a still, noisy frame:
+# a few hundredths to a few tenths of a pixel there), or it lies in a flat area (local std of
+# the lightly blurred gray under FLAT_STD grey levels over DRIFT_BOX pixels), where the flow is
+# noise and moving or not shows nothing. It is held (previous output copied, flow taken as
+# zero: not resampled, which would blur it) as long as
+#   * the input has not drifted from the input the held output shows: their difference,
+#     averaged over DRIFT_BOX pixels (sensor noise cancels, a real change does not), stays under
+#     ``still`` grey levels (released fully at twice that);
+#   * no small spot (3x3 average, or its neighbour) changed by SPOT grey levels (a small thing,
+#     or a texture sliding slowly, which the wider average would cancel; released fully at
+#     twice that);
+#   * the stylized frame still *looks* like the held output: their colour difference averaged
+#     over DRIFT_BOX pixels stays under LOOK grey levels (released fully at twice that); the
+#     network's own frame-to-frame flicker at that scale reaches ~24 (99th percentile on a
+#     still, noisy scene), a new colour setting or a strong change of strength goes past it.
+# Slow motion under SNAP_FLOW is caught by SPOT after a few frames: at 1280x720 (5 output
+# pixels per grid pixel) a texture can lag about 2 pixels before it lets go. Why these values:
+# benchmarks/TEMPORAL.md, "Still scenes".
 DEFAULT_STILL = 2.0
 SNAP_FLOW = 0.25
+FLAT_STD = 1.0
 DRIFT_BOX = 7
+SPOT = 8.0
+LOOK = 25.0
 HOLD_FULL_AT = 0.5  # strength from which still pixels are held fully (below: in proportion)
 
 StatsPair = tuple[torch.Tensor, torch.Tensor]
@@ -79,6 +92,13 @@ def gray_small(rgb: np.ndarray, max_side: int) -> np.ndarray:
         return gray
     s = max_side / max(h, w)
     return cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _resized(rgb: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 -> float32 (h, w, 3) for ``shape = (h, w)`` (area; a copy either way)."""
+    if rgb.shape[:2] == tuple(shape):
+        return rgb.astype(np.float32)
+    return cv2.resize(rgb, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def dis_flow(gray0: np.ndarray, gray1: np.ndarray, preset: int = DIS_PRESET) -> np.ndarray:
@@ -204,7 +224,9 @@ class TemporalSmoother:
     weight ``FLOW_MAX_BLEND``). ``flow_side``: longer side of the grayscale copies the flow runs
     on. ``change``: the |warped previous input - input| (gray, [0, 1]) at which the blend
     weight reaches 0 (it falls linearly from full weight at no difference). ``still``: the
-    drift in grey levels (0-255) up to which still pixels are held (module docstring; 0: never).
+    drift in grey levels (0-255) up to which still pixels are held (module docstring; 0: never
+    hold; fixed for the smoother's life). Still pixels are held fully from strength
+    ``HOLD_FULL_AT`` (0.5) up, in proportion below it.
 
     Use: pass ``StyleSettings(code, stats_filter=smoother.stats_filter)`` (None when the mode has no stats
     part), then for each frame ``out = smoother(content, styled)``. A batch stylized at once is
@@ -221,7 +243,7 @@ class TemporalSmoother:
             raise ValueError(f"change must be in (0, 1], got {change}")
         if not 0 <= float(still) <= 255:
             raise ValueError(f"still must be in [0, 255] grey levels, got {still}")
-        self.mode, self.flow_side, self.change, self.still = mode, int(flow_side), float(change), float(still)
+        self.mode, self.flow_side, self.change, self._still = mode, int(flow_side), float(change), float(still)
         self._ema = StatsEMA() if mode in ("stats", "all") else None
         self._flow = mode in ("flow", "all")
         self.strength = strength
@@ -242,6 +264,10 @@ class TemporalSmoother:
             self._ema.momentum = value * STATS_MAX_MOMENTUM
 
     @property
+    def still(self) -> float:
+        return self._still
+
+    @property
     def stats_filter(self) -> Callable[[torch.Tensor, torch.Tensor], StatsPair] | None:
         """The ``Stylizer.stats_filter`` for this mode: (mean, std) (N, C) -> smoothed, or None."""
         return self._ema
@@ -250,7 +276,10 @@ class TemporalSmoother:
         """Forget the past (call on a style switch); the next frame passes through unchanged."""
         self._prev_gray: np.ndarray | None = None
         self._prev_out: np.ndarray | None = None
-        self._shown: np.ndarray | None = None  # (h, w) float32: the gray input the output shows
+        # What the output shows, on the flow's grid (float32): its input's gray (h, w) and the
+        # output itself (h, w, 3); followed only when still pixels are held.
+        self._shown: np.ndarray | None = None
+        self._shown_rgb: np.ndarray | None = None
         if self._ema is not None:
             self._ema.reset()
 
@@ -273,15 +302,15 @@ class TemporalSmoother:
                 prev_gray = None
         out = styled
         if self._flow and prev_gray is not None and self._strength > 0:
-            out = blend(styled, *self._warped_previous(gray, prev_gray, prev_out))
-        else:
-            self._shown = gray.astype(np.float32)
+            out = blend(styled, *self._warped_previous(gray, prev_gray, prev_out, styled))
+        elif self._still > 0:
+            self._shown, self._shown_rgb = gray.astype(np.float32), _resized(styled, gray.shape)
         # Our own copy: the caller may draw on the frame it gets back.
         self._prev_gray, self._prev_out = gray, out.copy() if self._flow else out
         return out
 
-    def _warped_previous(self, gray: np.ndarray, prev_gray: np.ndarray,
-                         prev_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _warped_previous(self, gray: np.ndarray, prev_gray: np.ndarray, prev_out: np.ndarray,
+                         styled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (the previous output warped onto the new frame, its blend weight (H, W) float32).
 
         One flow per frame, new -> previous, on the small gray copies. A pixel counts as far
@@ -293,45 +322,51 @@ class TemporalSmoother:
         taken there. The weights are shrunk by one (small) pixel (a 3x3 minimum) so the blend
         stays off the edges of what moved. A forward-backward check (the previous version)
         costs a second flow a frame; ghosting, what it guarded against, is measured in
-        benchmarks/TEMPORAL.md."""
+        benchmarks/TEMPORAL.md. Where holding a still pixel (``_held``) weighs more than
+        this blend, the pixel is held instead: weight 1 (at full strength), flow zero."""
         fwd = dis_flow(gray, prev_gray)
         mx, my = _sample_points(fwd)
-        warped = cv2.remap(prev_gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        still = None
-        if self.still > 0:  # a tiny flow, or one that changes nothing (flat areas, where it is noise)
-            moved = cv2.blur(cv2.absdiff(warped, prev_gray).astype(np.float32), (DRIFT_BOX, DRIFT_BOX))
-            still = (fwd[..., 0] ** 2 + fwd[..., 1] ** 2 < SNAP_FLOW**2) | (moved < self.still)
-            fwd[still] = 0.0
-            mx, my = _sample_points(fwd)
-            warped = np.where(still, prev_gray, warped)
         h, w = gray.shape
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        warped = cv2.remap(prev_gray, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         match = 1.0 - cv2.absdiff(warped, gray).astype(np.float32) / (self.change * 255.0)
         match = np.clip(match, 0.0, 1.0) * inside
         reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
         weight = reliable * (self._strength * FLOW_MAX_BLEND)
-        if still is not None:
-            weight = self._hold_still(gray, mx, my, still, weight)
         size = prev_out.shape[:2]
+        if self._still > 0:
+            small = _resized(styled, gray.shape)
+            held = self._held(gray, fwd, small) * min(1.0, self._strength / HOLD_FULL_AT)
+            wins = held > weight
+            fwd = np.where(wins[..., None], np.float32(0.0), fwd)
+            weight = np.where(wins, held, weight)
+            self._follow(gray, small, fwd, weight)
         weight = cv2.resize(weight, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         # Bicubic: the previous output is warped again every frame, and bilinear's blur piles up
         # in the blend (four clips at strength 0.65: style loss +11.4 % bilinear, +8.4 % bicubic;
         # benchmarks/TEMPORAL.md, "Choosing the defaults"). At zero flow it copies exactly.
         return warp(prev_out, upscale_flow(fwd, size), cv2.INTER_CUBIC), weight
 
-    def _hold_still(self, gray: np.ndarray, mx: np.ndarray, my: np.ndarray, still: np.ndarray,
-                    weight: np.ndarray) -> np.ndarray:
-        """Raise the (h, w) blend weight to 1 on still pixels whose drift is at most ``still``
-        grey levels (falling to the plain weight at twice that), and follow what the blended
-        output will show: ``shown = weight * warped shown + (1 - weight) * gray``."""
+    def _held(self, gray: np.ndarray, fwd: np.ndarray, small: np.ndarray) -> np.ndarray:
+        """How far each pixel of the flow's grid may be held, (h, w) float32 in [0, 1] (the rules
+        above ``DEFAULT_STILL``). ``small``: the stylized frame on that grid, float32 (h, w, 3).
+        Judged at zero flow: held pixels do not move."""
+        box = (DRIFT_BOX, DRIFT_BOX)
+        unmoved = fwd[..., 0] ** 2 + fwd[..., 1] ** 2 < SNAP_FLOW**2
+        g = cv2.blur(gray, (3, 3)).astype(np.float32)
+        mean = cv2.blur(g, box)
+        flat = cv2.blur(g * g, box) - mean * mean < FLAT_STD**2
+        diff = gray.astype(np.float32) - self._shown
+        drift = np.abs(cv2.blur(diff, box)) / self._still
+        spot = cv2.dilate(np.abs(cv2.blur(diff, (3, 3))), np.ones((3, 3), np.uint8)) / SPOT
+        look = np.abs(cv2.blur(small - self._shown_rgb, box)).max(axis=-1) / LOOK
+        return np.clip(2.0 - np.maximum(np.maximum(drift, spot), look), 0.0, 1.0) * (unmoved | flat)
+
+    def _follow(self, gray: np.ndarray, small: np.ndarray, fwd: np.ndarray, weight: np.ndarray) -> None:
+        """What the output now shows, on the flow's grid: ``weight * warped previous + (1 -
+        weight) * new``, for its input's gray and for the output itself."""
+        mx, my = _sample_points(fwd)
         shown = cv2.remap(self._shown, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        diff = gray.astype(np.float32) - shown
-        drift = np.abs(cv2.blur(diff, (DRIFT_BOX, DRIFT_BOX)))
-        # A small thing that changed is diluted in the average, so a single pixel (or its
-        # neighbour) lets go too: from half of ``change`` (12.75 grey levels by default, far
-        # above sensor noise), fully at ``change``.
-        spot = cv2.dilate(np.abs(diff), np.ones((3, 3), np.uint8)) / (self.change * 127.5)
-        held = np.clip(2.0 - np.maximum(drift / self.still, spot), 0.0, 1.0) * still
-        weight = np.maximum(weight, held * min(1.0, self._strength / HOLD_FULL_AT))
+        rgb = cv2.remap(self._shown_rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self._shown = shown + (1.0 - weight) * (gray - shown)
-        return weight
+        self._shown_rgb = rgb + (1.0 - weight)[..., None] * (small - rgb)

@@ -175,7 +175,7 @@ def test_mix_endpoints_equal_the_pure_styles_and_the_middle_interpolates(demo):
     assert demo.describe(visitor, "builtin:ink", 0.25) == "Style: **mosaic** 75 % + **ink** 25 %"
 
 
-def test_smoothing_follows_the_slider_and_restarts_on_a_style_switch(demo, monkeypatch):
+def test_smoothing_follows_the_slider_and_restarts_on_a_new_look(demo, monkeypatch):
     visitor = Visitor()
     live(demo, visitor, smooth=0.8)
     smoother = visitor.smoother
@@ -188,6 +188,14 @@ def test_smoothing_follows_the_slider_and_restarts_on_a_style_switch(demo, monke
     visitor.style = "builtin:waves"
     live(demo, visitor, smooth=0.5, second="builtin:ink", weight=0.3)
     assert len(resets) == 2
+    # the style strength, the blend's weight and the colour switch change the look too (a held
+    # still background would keep the old one)
+    live(demo, visitor, smooth=0.5, second="builtin:ink", weight=0.4)
+    live(demo, visitor, smooth=0.5, second="builtin:ink", weight=0.4, alpha=0.6)
+    live(demo, visitor, smooth=0.5, second="builtin:ink", weight=0.4, alpha=0.6, keep=True)
+    assert len(resets) == 5
+    live(demo, visitor, smooth=0.5, second="builtin:ink", weight=0.4, alpha=0.6, keep=True)
+    assert len(resets) == 5  # nothing changed: no reset
     live(demo, visitor, smooth=0.0)
     assert visitor.smoother is None
 

@@ -139,7 +139,7 @@ def test_controls_switch_styles_alpha_colour_and_snapshot(tmp_path):
     last = stylizer.settings  # what the stylizer was given with the last frame
     assert last is controls.settings and last.code == "code-a" and last.alpha == pytest.approx(0.8)
     assert last.preserve_color and last.stats_filter is None and not controls.smoothing
-    assert smoother.resets == 3  # two style switches and the smoothing toggle
+    assert smoother.resets == 6  # two style switches, two alpha steps, the colour and the smoothing toggles
     (snap,) = tmp_path.glob("rtstyle-*.png")
     assert snap.stat().st_size > 0
     assert action_for_key(ord("N")) == "next_style" and action_for_key(-1) is None
