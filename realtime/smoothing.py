@@ -55,8 +55,11 @@ DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
 # its flow is under SNAP_FLOW pixels of the flow's grid (DIS's answer on a still, noisy frame:
 # a few hundredths to a few tenths of a pixel there), or it lies in a flat area (local std of
 # the lightly blurred gray under FLAT_STD grey levels over DRIFT_BOX pixels), where the flow is
-# noise and moving or not shows nothing. It is held (previous output copied, flow taken as
-# zero: not resampled, which would blur it) as long as
+# noise and moving or not shows little. Only while the output is at most HOLD_MAX_SCALE times
+# the flow's grid (640 px at the default ``flow_side`` of 256): on a coarser grid a slow pan
+# of fine texture is under SNAP_FLOW and invisible to the checks below, and it would stick
+# (tested at 1280x720); a larger ``flow_side`` holds larger frames. It is held (previous
+# output copied, flow taken as zero: not resampled, which would blur it) as long as
 #   * the input has not drifted from the input the held output shows: their difference,
 #     averaged over DRIFT_BOX pixels (sensor noise cancels, a real change does not), stays under
 #     ``still`` grey levels (released fully at twice that);
@@ -67,11 +70,10 @@ DIS_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
 #     over DRIFT_BOX pixels stays under LOOK grey levels (released fully at twice that); the
 #     network's own frame-to-frame flicker at that scale reaches ~24 (99th percentile on a
 #     still, noisy scene), a new colour setting or a strong change of strength goes past it.
-# Slow motion under SNAP_FLOW is caught by SPOT after a few frames: at 1280x720 (5 output
-# pixels per grid pixel) a texture can lag about 2 pixels before it lets go. Why these values:
-# benchmarks/TEMPORAL.md, "Still scenes".
+# Why these values: benchmarks/TEMPORAL.md, "Still scenes".
 DEFAULT_STILL = 2.0
 SNAP_FLOW = 0.25
+HOLD_MAX_SCALE = 2.5
 FLAT_STD = 1.0
 DRIFT_BOX = 7
 SPOT = 8.0
@@ -334,7 +336,7 @@ class TemporalSmoother:
         reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
         weight = reliable * (self._strength * FLOW_MAX_BLEND)
         size = prev_out.shape[:2]
-        if self._still > 0:
+        if self._still > 0 and max(size) <= HOLD_MAX_SCALE * max(h, w):
             small = _resized(styled, gray.shape)
             held = self._held(gray, fwd, small) * min(1.0, self._strength / HOLD_FULL_AT)
             wins = held > weight

@@ -247,6 +247,27 @@ def test_the_hold_starts_again_after_a_reset_and_at_low_strength_is_partial():
     assert np.abs(interior(out) - interior(expect)).max() <= 1
 
 
+@pytest.mark.parametrize("h, w", [(360, 640), (720, 1280)])
+def test_a_slow_pan_is_followed_not_held(h, w):
+    """A textured picture panning 1 px a frame (under the hold's flow threshold on the flow's
+    grid at 1280x720, where the hold is off; above it at 640x360, where it is on): the output
+    moves with it as it does without the hold; it does not stick and jump."""
+    big_c, big_s = texture(30, shape=(h, w + 20)), texture(31, 0, 255, shape=(h, w + 20))
+    outs = {}
+    for still in (0.0, 2.0):
+        sm, outs[still] = TemporalSmoother(still=still), []
+        for t in range(8):
+            c, s = big_c[:, 10 - t:w + 10 - t], jitter(big_s[:, 10 - t:w + 10 - t], t)
+            outs[still].append(sm(c, s))
+
+    def lag(xs):  # how far each output is from the previous one moved along by the pan
+        return np.mean([np.abs(b[20:-20, 21:-20].astype(np.float32) - a[20:-20, 20:-21]).mean()
+                        for a, b in zip(xs[2:], xs[3:])])
+
+    assert lag(outs[2.0]) <= 1.1 * lag(outs[0.0])
+    assert lag(outs[0.0]) < 0.5 * lag([jitter(big_s[:, 10:w + 10], t) for t in range(8)])  # it did smooth
+
+
 def test_fast_motion_does_not_ghost():
     """A bright square jumps 24 px a frame (more than its size) over a still background: no
     trail where it was, the new frame where it is, and the still background around it is
