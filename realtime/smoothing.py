@@ -17,12 +17,12 @@ Two mechanisms, each switchable (``SMOOTH_MODES``):
 Both restart on a scene cut (detected here) and on ``reset()`` (call it on a style switch).
 
 ``DEFAULT_SMOOTH = "flow"`` at ``DEFAULT_STRENGTH`` 0.75: chosen by benchmarks/TEMPORAL.md (14
-real clips x 32 frames at 384 px): with the default model it removes 61 % of the warping error
-that stylization adds over the input's own, at a style-loss cost of +6.7 % (71 % / +5.1 %
-against the published MicroAST per frame), and a still, noisy scene does not change at all;
-without the hold (strength 0.7) it was 62 % for +9.3 %, and the still scene changed by 6.4
-grey levels a frame. ``stats`` changed nothing measurable for either model family when last
-measured.
+real clips x 32 frames at 384 px): with the default model it removes 65 % of the warping error
+that stylization adds over the input's own, at a style-loss cost of +9.2 % (74 % / +7.6 %
+against the published MicroAST per frame), and a still, noisy scene changes by 0.16 grey
+levels a frame (its input by 2.26); without the hold (strength 0.7) it was 62 % for +9.3 %,
+and the still scene changed by 6.4. ``stats`` changed nothing measurable for either model
+family when last measured.
 
 Data contract: frames are ``(H, W, 3) uint8 RGB`` numpy arrays on the CPU, one at a time in
 frame order; small grayscale copies are ``(h, w) uint8``; flows are ``(h, w, 2) float32``
