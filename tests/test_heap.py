@@ -1,6 +1,7 @@
 """Keeping freed memory (realtime/heap.py): a freed block is reused without page faults."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -30,8 +31,6 @@ print(sum(faults[2:]))
 
 
 def _faults(env_value: str) -> tuple[str, int]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     env["RTSTYLE_KEEP_MEMORY"] = env_value
     out = subprocess.run([sys.executable, "-c", LOOP], env=env, capture_output=True, text=True, check=True)
