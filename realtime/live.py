@@ -125,8 +125,7 @@ class Controls:
         if action in ("next_style", "prev_style"):
             self.index = (self.index + (1 if action == "next_style" else -1)) % len(self.styles)
             self._set(code=self.styles[self.index][1])
-            if self.smoother is not None:
-                self.smoother.reset()
+            self._new_look()
         elif action in ("alpha_up", "alpha_down"):
             step = self.alpha_step if action == "alpha_up" else -self.alpha_step
             self._set(alpha=round(min(1.0, max(0.0, self.settings.alpha + step)), 6))

@@ -305,7 +305,7 @@ class TemporalSmoother:
         out = styled
         if self._flow and prev_gray is not None and self._strength > 0:
             out = blend(styled, *self._warped_previous(gray, prev_gray, prev_out, styled))
-        elif self._still > 0:
+        elif self._holds(styled.shape[:2], gray.shape):
             self._shown, self._shown_rgb = gray.astype(np.float32), _resized(styled, gray.shape)
         # Our own copy: the caller may draw on the frame it gets back.
         self._prev_gray, self._prev_out = gray, out.copy() if self._flow else out
@@ -336,7 +336,7 @@ class TemporalSmoother:
         reliable = cv2.erode(match, np.ones((3, 3), np.uint8))
         weight = reliable * (self._strength * FLOW_MAX_BLEND)
         size = prev_out.shape[:2]
-        if self._still > 0 and max(size) <= HOLD_MAX_SCALE * max(h, w):
+        if self._holds(size, gray.shape):
             small = _resized(styled, gray.shape)
             held = self._held(gray, fwd, small) * min(1.0, self._strength / HOLD_FULL_AT)
             wins = held > weight
@@ -348,6 +348,11 @@ class TemporalSmoother:
         # in the blend (four clips at strength 0.65: style loss +11.4 % bilinear, +8.4 % bicubic;
         # benchmarks/TEMPORAL.md, "Choosing the defaults"). At zero flow it copies exactly.
         return warp(prev_out, upscale_flow(fwd, size), cv2.INTER_CUBIC), weight
+
+    def _holds(self, size: tuple[int, ...], grid: tuple[int, ...]) -> bool:
+        """Whether still pixels are held for frames of ``size`` (H, W) on a flow grid of ``grid``
+        (h, w): ``still`` > 0 and the frame at most HOLD_MAX_SCALE times the grid."""
+        return self._still > 0 and max(size) <= HOLD_MAX_SCALE * max(grid)
 
     def _held(self, gray: np.ndarray, fwd: np.ndarray, small: np.ndarray) -> np.ndarray:
         """How far each pixel of the flow's grid may be held, (h, w) float32 in [0, 1] (the rules
