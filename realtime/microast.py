@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from realtime import WeightsError
-from realtime.adain import EPS, adain
+from realtime.adain import EPS, adain, channel_var_mean
+from realtime.model import to_uint8_frames
 
 CHANNELS = 64  # feature channels at both levels
 LEVELS = 2
@@ -80,16 +81,17 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.C
 def mean_std(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, C, H, W) any float dtype -> per-channel mean and std, (N, C) float32. Unlike
     ``realtime.adain.mean_std`` the variance is the unbiased one, as MicroAST was trained."""
-    var, mean = torch.var_mean(feats.float().flatten(2), dim=2, correction=1)
+    var, mean = channel_var_mean(feats, correction=1)
     return mean, (var + EPS).sqrt()
 
 
 def modulate(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Filter modulation: ``weight * conv(x) + bias * x`` with per-channel weight and bias, (C,)
-    for the whole batch or (N, C) per sample."""
+    for the whole batch or (N, C) per sample. The conv runs in its weights' dtype, the rest in
+    ``x``'s (a bf16 decoder keeps its residual stream in fp32: ``Decoder.body``)."""
     w = weight.to(x.dtype).reshape(*weight.shape, 1, 1)
     b = bias.to(x.dtype).reshape(*bias.shape, 1, 1)
-    return w * conv(x) + b * x
+    return w * conv(x.to(conv.weight.dtype)).to(x.dtype) + b * x
 
 
 class Residual(nn.Module):
@@ -158,10 +160,16 @@ class Decoder(nn.Module):
 
     def body(self, f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
              bias: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
-        """Everything before the 9x9 conv to RGB: (N, 16, 4h, 4w) features."""
+        """Everything before the 9x9 conv to RGB: (N, 16, 4h, 4w) features, in the weights' dtype.
+
+        The residual stream (AdaIN and the modulated blocks' sums) runs in fp32 whatever the
+        weights' dtype: a bf16 network measured 34.7 dB against fp32 with a bf16 stream, 38.4
+        with this one (4 film frames at 384 px, one style). In fp32 the casts do nothing."""
+        f = f.float()
         for level, res in ((1, self.res1), (0, self.res2)):  # deep level first, as trained
             f = adain(f, mean[..., level, :], std[..., level, :], alpha, content_stats=mean_std(f))
             f = res(f, weight[..., level, :], bias[..., level, :])
+        f = f.to(self.up1.weight.dtype)
         for up, mix in ((self.up1, self.mix1), (self.up2, self.mix2)):
             f = F.interpolate(f, scale_factor=2.0, mode="bilinear", align_corners=False)
             f = F.relu(mix(F.relu(up(f))))
@@ -398,7 +406,7 @@ class FrameDecoder(nn.Module):
                 bias: torch.Tensor) -> torch.Tensor:
         x = self.decoder.body(f, mean, std, weight, bias, 1.0)
         x = self.out(x) if self.use_blocks else self.decoder.out(x)
-        return (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        return to_uint8_frames(x)
 
 
 class StyleEncoder:

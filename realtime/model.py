@@ -136,9 +136,17 @@ class Decoder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         """(N, C4, h, w) features -> (N, 8h, 8w, 3) uint8 RGB."""
-        x = self.decode_float(t.to(self.body[1].weight.dtype))
-        x = (x.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-        return x.permute(0, 2, 3, 1).contiguous()
+        return to_uint8_frames(self.decode_float(t.to(self.body[1].weight.dtype)))
+
+
+def to_uint8_frames(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float RGB, nominally [0, 1] -> (N, H, W, 3) uint8, clamped and rounded.
+
+    Scaled in fp32 whatever ``x``'s dtype: in bf16, 1.0 * 255 + 0.5 rounds to 256, which wraps
+    to 0 as uint8, so every white pixel came out black (bf16 decoders measured 15-19 dB
+    against fp32 for that alone)."""
+    x = (x.float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def fold_affine_into_conv1_1(

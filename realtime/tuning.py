@@ -34,8 +34,9 @@ REPS = 5
 
 def candidates() -> list[tuple[str, str]]:
     """(backend, precision) pairs worth trying on this CPU, eager fp32 first (the reference).
-    "bf16,fp32" is a bf16 encoder with an fp32 decoder: a decoder's output can be far more
-    sensitive to bf16 rounding than the features are (measured: BENCHMARKS.md)."""
+    "bf16,fp32" is a bf16 encoder with an fp32 decoder: a decoder's output can be more
+    sensitive to bf16 rounding than the features are (measured with microast-tc at 384 px:
+    47.6 dB against fp32 for the split, 37.3 for all bf16; BENCHMARKS.md)."""
     found = [("eager", "fp32")]
     if engines.cpu_bf16():
         found += [("eager", "bf16"), ("eager", "bf16,fp32")]
@@ -51,7 +52,7 @@ def calibration_frame(height: int, width: int) -> torch.Tensor:
     """A real picture at (height, width): (1, H, W, 3) uint8 RGB. Accuracy is judged on it, not
     on whatever frame comes first (a warm-up frame is black, and a flat or procedural picture
     hides errors that real ones show: measured, bf16 decoders gave 39 dB on a built-in pattern
-    and 22 dB on film frames)."""
+    and 22 dB on film frames, whose white pixels a bf16 scaling bug turned black)."""
     import cv2
 
     from realtime.images import read_image
@@ -98,8 +99,29 @@ def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: in
     return rows
 
 
+# The modules whose code decides what a candidate computes and how fast: a remembered choice
+# is measured again when any of them changes (a fix to bf16 output scaling turned a refused
+# variant into the fastest accurate one; a choice keyed on the weights alone would have kept
+# the old answer).
+CODE_MODULES = ("realtime.adain", "realtime.model", "realtime.microast", "realtime.stylizer",
+                "engines", "engines.eager_engine", "engines.onnxruntime_engine")
+
+
+def code_digest() -> str:
+    """sha256 (first 16 hex) of the source of ``CODE_MODULES``."""
+    import hashlib
+    import importlib
+    import inspect
+
+    h = hashlib.sha256()
+    for name in CODE_MODULES:
+        h.update(inspect.getsource(importlib.import_module(name)).encode())
+    return h.hexdigest()[:16]
+
+
 def machine_key(weights_id: str, shape: tuple) -> dict:
-    """What a measured choice depends on."""
+    """What a measured choice depends on: the weights, the frame shape, the machine, the
+    library versions and our own code (``code_digest``)."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -115,7 +137,7 @@ def machine_key(weights_id: str, shape: tuple) -> dict:
         pass
     return {"weights": weights_id, "shape": list(shape), "cpu": cpu, "threads": torch.get_num_threads(),
             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            **versions}
+            **versions, "code": code_digest()}
 
 
 def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_id: str,

@@ -213,3 +213,20 @@ def test_mix_one_zero_is_the_first_code(tiny_encoder):
     assert torch.equal(m.mean, a.mean) and torch.equal(m.std, a.std)
     half = mix([a, b], [2, 2])
     torch.testing.assert_close(half.mean, (a.mean + b.mean) / 2)
+
+
+@pytest.mark.parametrize("correction", [0, 1])
+def test_channel_statistics_match_torch(correction):
+    """``channel_var_mean`` (two passes, faster on the CPU) is torch's var_mean, any layout."""
+    from realtime.adain import channel_var_mean
+
+    torch.manual_seed(correction)
+    x = torch.randn(2, 8, 12, 20) * 3 + 5
+    want_var, want_mean = torch.var_mean(x.flatten(2), dim=2, correction=correction)
+    for feats in (x, x.to(memory_format=torch.channels_last), x.to(torch.bfloat16)):
+        var, mean = channel_var_mean(feats, correction)
+        exact = feats.dtype == torch.float32
+        tol = {"atol": 1e-5, "rtol": 1e-5} if exact else {"atol": 0.05, "rtol": 0.02}
+        assert var.dtype == mean.dtype == torch.float32 and var.shape == mean.shape == (2, 8)
+        torch.testing.assert_close(var, want_var, **tol)
+        torch.testing.assert_close(mean, want_mean, **tol)
