@@ -116,7 +116,7 @@ def profile_stages(stylizer: Stylizer, code, frames: torch.Tensor, batch: int, c
     device_sum = sum(stages[s]["ms_p50"] for s in DEVICE_STAGES)
     whole_p50 = percentiles(whole, (50,))[0]
     return {"size": f"{w}x{h}", "network_size": f"{size[1]}x{size[0]}", "batch": batch, "iters": iters,
-            "warmup": warmup, "engine": stylizer.engine_name, "smooth": smoother.mode if smoother else "none",
+            "warmup": warmup, "engine": stylizer.engine_label, "smooth": smoother.mode if smoother else "none",
             "stages": stages, "total_ms_p50": sum(v["ms_p50"] for v in stages.values()),
             "stylizer_sum_ms_p50": device_sum, "stylizer_call_ms_p50": whole_p50}
 
@@ -163,7 +163,7 @@ def profile_convert(stylizer: Stylizer, code, clip: Path, batch: int, cfg: Bench
     return {"clip": str(clip), "size": size, "frames": res.frames, "seconds": res.seconds,
             "fps": res.frames / res.seconds, "first_pass_fps": first.frames / first.seconds if first else None,
             "batch": batch, "preset": resolve_preset(cfg.preset, stylizer.device.type, usable_cores()),
-            "smooth": ccfg.smooth, "engine": stylizer.engine_name,
+            "smooth": ccfg.smooth, "engine": stylizer.engine_label,
             "audio": res.audio, "process_cpu_s": time.process_time() - c0, "thread_cpu_s": cpu.seconds()}
 
 
