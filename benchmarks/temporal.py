@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--static-clip", default="intel__bottle-detection",
                    help="clip whose first frame, held still with noise, is the static scene ('' to skip)")
     p.add_argument("--static-noise", type=float, default=2.0, help="sensor noise std in grey levels")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the networks' precision (eager, CPU): fp32, the reference; bf16, what "
+                   "--backend auto runs on a CPU with bf16 instructions (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for temporal.json/.md")
     args = p.parse_args(argv)
@@ -300,15 +303,16 @@ def main(argv: list[str] | None = None) -> dict:
     net, label = load_network(args)
     note = label if label == RANDOM_LABEL else ""
     style = load_style_image(args.style, args.style_size)
-    nets = {"base": Stylizer.from_network(net, backend="eager", device="cpu", precision="fp32")}
+    nets = {"base": Stylizer.from_network(net, backend="eager", device="cpu", precision=args.precision)}
     modes = MODES
     if args.trained:
         from realtime.models import open_network
 
         nets["trained"] = Stylizer.from_network(open_network(net.info.model, args.trained), backend="eager",
-                                                device="cpu", precision="fp32")
+                                                device="cpu", precision=args.precision)
         label += f"; trained: {args.trained.name}"
         modes = MODES + TRAINED_MODES
+    label += f"; {args.precision}" if args.precision != "fp32" else ""
     nets = {k: (st, st.encode_style(style)) for k, st in nets.items()}
     loss_net = vgg_loss_net()  # the independent scorer's normalised VGG-19, whatever the model
     targets = style_targets(loss_net, style)
