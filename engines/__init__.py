@@ -51,7 +51,8 @@ ENGINES: dict[str, str] = {
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TRT_HINT = "pip install 'rtstyle[trt]'"
 ONNX_HINT = "pip install 'rtstyle[onnx]'"
-_CPU_WHY = "CPU: eager fp32 (torch.compile does not pay for its compile time on a CPU; see BENCHMARKS.md)"
+_CPU_WHY = ("CPU: eager fp32 for a bare engine; a stylizer measures its CPU candidates instead (realtime.tuning); "
+            "torch.compile does not pay for its compile time on a CPU (BENCHMARKS.md)")
 _LOGGED: set[str] = set()
 
 

@@ -171,3 +171,31 @@ def test_live_and_serve_on_cuda_without_a_gpu_are_one_line_errors(command, capsy
     assert main([*command, "--device", "cuda"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no CUDA GPU" in err[0] and "Traceback" not in err[0]
+
+
+def test_doctor_says_what_auto_does_on_this_cpu(monkeypatch, tmp_path):
+    """The bf16 instructions found, the candidates measured, and the choices remembered for
+    this machine and code (stale ones are not counted: they are measured again when used)."""
+    import json
+
+    import engines
+    from realtime import doctor, tuning
+    from tests.conftest import REAL_CANDIDATES
+
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "candidates", REAL_CANDIDATES)
+    monkeypatch.setattr(engines, "cpu_bf16", lambda: "avx512_bf16")
+    folder = tmp_path / "choices"
+    folder.mkdir()
+    parts = tuning.machine_key("w", (1, 64, 64, 3))
+    for i, (backend, precision, code) in enumerate([("eager", "bf16", parts["code"]), ("eager", "bf16", parts["code"]),
+                                                    ("onnxruntime", "fp32", "an older version")]):
+        (folder / f"{i}.json").write_text(json.dumps({"parts": {**parts, "code": code}, "backend": backend,
+                                                      "precision": precision}))
+    (folder / "bad.json").write_text("{")
+    rows = dict(doctor.cpu_rows())
+    assert rows["cpu bf16"].startswith("avx512_bf16")
+    assert "eager bf16" in rows["auto on the cpu"] and rows["auto on the cpu"].endswith(": eager bf16 x2")
+    monkeypatch.setattr(engines, "cpu_bf16", lambda: None)
+    rows = dict(doctor.cpu_rows())
+    assert "fp32 only" in rows["cpu bf16"] and "eager bf16" not in rows["auto on the cpu"].split(";")[0]
