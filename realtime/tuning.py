@@ -1,6 +1,6 @@
 """``--backend auto`` on a CPU: the engine that runs fastest here, measured, not assumed.
 
-On first use per (weights, frame size, machine, library versions) the stylizer's network runs
+On first use per (weights, frame size, machine, library versions, our code) the stylizer's network runs
 a few times with each CPU candidate: eager fp32, eager bf16 and a bf16 encoder with an fp32
 decoder (where the CPU has bf16 matrix instructions, ``engines.cpu_bf16``), and ONNX Runtime
 fp32 (when installed), on a real picture (``calibration_frame``) at the frame size. Each
@@ -12,6 +12,10 @@ mismatched file is measured again). ``measure`` is what ``rtstyle bench`` report
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
+import inspect
 import json
 import logging
 import os
@@ -99,24 +103,34 @@ def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: in
     return rows
 
 
-# The modules whose code decides what a candidate computes and how fast: a remembered choice
-# is measured again when any of them changes (a fix to bf16 output scaling turned a refused
-# variant into the fastest accurate one; a choice keyed on the weights alone would have kept
-# the old answer).
-CODE_MODULES = ("realtime.adain", "realtime.model", "realtime.microast", "realtime.stylizer",
+# The modules whose code decides what a candidate computes, how fast, and which one wins: a
+# remembered choice is measured again when any of them changes (a fix to bf16 output scaling
+# turned a refused variant into the fastest accurate one; a choice keyed on the weights alone
+# would have kept the old answer).
+CODE_MODULES = ("realtime.tuning", "realtime.adain", "realtime.model", "realtime.microast", "realtime.stylizer",
                 "engines", "engines.eager_engine", "engines.onnxruntime_engine")
 
 
+@functools.cache
 def code_digest() -> str:
-    """sha256 (first 16 hex) of the source of ``CODE_MODULES``."""
-    import hashlib
-    import importlib
-    import inspect
-
+    """sha256 (first 16 hex) of the source of ``CODE_MODULES``; of the compiled file where an
+    install has no sources, else of the package version."""
     h = hashlib.sha256()
     for name in CODE_MODULES:
-        h.update(inspect.getsource(importlib.import_module(name)).encode())
+        h.update(_source_bytes(importlib.import_module(name)))
     return h.hexdigest()[:16]
+
+
+def _source_bytes(module) -> bytes:
+    try:
+        return inspect.getsource(module).encode()
+    except (OSError, TypeError):  # installed without .py files
+        try:
+            return Path(module.__file__).read_bytes()
+        except (OSError, TypeError):
+            from realtime import __version__
+
+            return __version__.encode()
 
 
 def machine_key(weights_id: str, shape: tuple) -> dict:

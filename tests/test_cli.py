@@ -187,7 +187,7 @@ def test_doctor_says_what_auto_does_on_this_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(engines, "cpu_bf16", lambda: "avx512_bf16")
     folder = tmp_path / "choices"
     folder.mkdir()
-    parts = tuning.machine_key("w", (1, 64, 64, 3))
+    parts = {**tuning.machine_key("w", (1, 64, 64, 3)), "threads": 99}  # convert's own thread count
     for i, (backend, precision, code) in enumerate([("eager", "bf16", parts["code"]), ("eager", "bf16", parts["code"]),
                                                     ("onnxruntime", "fp32", "an older version")]):
         (folder / f"{i}.json").write_text(json.dumps({"parts": {**parts, "code": code}, "backend": backend,

@@ -46,3 +46,24 @@ def test_an_inaccurate_variant_is_never_chosen_however_fast(monkeypatch, tmp_pat
     rows[1]["ms"] = rows[0]["ms"] / 10  # far faster, still wrong
     monkeypatch.setattr(tuning, "measure", lambda run_with: rows)
     assert tuning.choose(lambda b, p: None, "w", (1, 8, 8, 3)) == ("eager", "fp32")
+
+
+def test_code_digest_without_sources(monkeypatch):
+    """An install without .py files still keys its choices (on the compiled files), rather
+    than failing every CPU ``--backend auto`` run and ``rtstyle doctor``."""
+    import inspect
+
+    with_sources = tuning.code_digest()
+    tuning.code_digest.cache_clear()
+
+    def no_source(_):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    try:
+        assert tuning.code_digest() == with_sources  # here the module files are the .py files themselves
+        tuning.code_digest.cache_clear()
+        monkeypatch.setattr(tuning, "_source_bytes", lambda module: f"{module.__name__} compiled".encode())
+        assert tuning.machine_key("w", (1, 8, 8, 3))["code"] != with_sources
+    finally:
+        tuning.code_digest.cache_clear()
