@@ -21,32 +21,20 @@ def _encoder_status(name: str) -> str:
 def cpu_rows() -> list[tuple[str, str]]:
     """What ``--backend auto`` does for a network on this CPU: the bf16 instructions found, the
     candidates it measures (``realtime.tuning``) and what it has chosen so far."""
-    import json
     from collections import Counter
 
     import engines
-    from engines.cache import cache_dir
     from realtime import tuning
 
     bf16 = engines.cpu_bf16()
     rows = [("cpu bf16", f"{bf16}: bf16 networks are candidates" if bf16
              else "no AVX-512 BF16 or AMX: fp32 only")]
     options = ", ".join(f"{b} {p}" for b, p in tuning.candidates())
-    folder = cache_dir() / "choices"
-    # not the thread count: convert and live run with their own (options.thread_budget)
-    here = {k: v for k, v in tuning.machine_key("", ()).items() if k not in ("weights", "shape", "threads")}
-    picks = Counter()
-    for path in sorted(folder.glob("*.json")):
-        try:
-            saved = json.loads(path.read_text())
-            if all(saved["parts"].get(k) == v for k, v in here.items()):  # else stale: measured again when used
-                picks[f"{saved['backend']} {saved['precision']}"] += 1
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue  # measured again when used
+    picks = Counter(f"{b} {p}" for b, p in tuning.remembered())
     chosen = ", ".join(f"{k} x{n}" for k, n in picks.most_common()) or "none yet"
     rows.append(("auto on the cpu", f"measures {options} per model and frame size on first use, keeps the "
-                 f"fastest with at least {tuning.MIN_PSNR_DB:g} dB PSNR against eager fp32; remembered in {folder}: "
-                 f"{chosen}"))
+                 f"fastest with at least {tuning.MIN_PSNR_DB:g} dB PSNR against eager fp32; remembered in "
+                 f"{tuning.choices_dir()}: {chosen}"))
     return rows
 
 

@@ -154,15 +154,39 @@ def machine_key(weights_id: str, shape: tuple) -> dict:
             **versions, "code": code_digest()}
 
 
+def choices_dir() -> Path:
+    """Where measured choices are remembered: ``<engine cache>/choices``."""
+    from engines.cache import cache_dir
+
+    return cache_dir() / "choices"
+
+
+def remembered() -> list[tuple[str, str]]:
+    """The (backend, precision) of every remembered choice that still holds for this machine,
+    its libraries and our code, whatever the weights, frame shape and thread count (``convert``
+    and ``live`` run with their own, ``options.thread_budget``). Stale or unreadable files are
+    left out: they are measured again when used."""
+    here = {k: v for k, v in machine_key("", ()).items() if k not in ("weights", "shape", "threads")}
+    found = []
+    for path in sorted(choices_dir().glob("*.json")):
+        try:
+            saved = json.loads(path.read_text())
+            if all(saved["parts"].get(k) == v for k, v in here.items()):
+                found.append((saved["backend"], saved["precision"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
 def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_id: str,
            shape: tuple) -> tuple[str, str]:
     """The (backend, precision) for ``auto`` on the CPU: remembered, else measured and remembered."""
-    from engines.cache import atomic_write_bytes, cache_dir, cache_key
+    from engines.cache import atomic_write_bytes, cache_key
 
     if len(options := candidates()) == 1:
         return options[0]
     parts = machine_key(weights_id, shape)
-    path = cache_dir() / "choices" / f"{cache_key(**parts)}.json"
+    path = choices_dir() / f"{cache_key(**parts)}.json"
     try:
         saved = json.loads(path.read_text())
         if saved["parts"] == json.loads(json.dumps(parts)):
