@@ -117,6 +117,7 @@ CSS = """
   max-height: none !important; object-fit: none !important; }
 #webcam .button-wrap { position: static !important; transform: none !important; margin: 6px auto 0;
   width: fit-content; }
+#webcam video { max-height: calc(100% - 56px) !important; }
 """
 # The map is shown at its own size (64 px thumbnails on a phone too) in a box that scrolls: on
 # opening, the box scrolls to the selected style (``map_focus``) once the picture has loaded.

@@ -116,9 +116,28 @@ def open_page(browser, server, viewport=(1400, 950)):
     return page
 
 
+# True once nothing lies over the element's centre. While the page's load event runs, Gradio's
+# status tracker covers each component; Playwright's click then retries with the element scrolled
+# to other alignments, and the page is left scrolled by the test, not by the app.
+UNCOVERED_JS = """el => { const r = el.getBoundingClientRect(), x = r.x + r.width / 2, y = r.y + r.height / 2;
+  if (x < 0 || y < 0 || x > innerWidth || y > innerHeight) return true;
+  const t = document.elementFromPoint(x, y); return !!t && (t === el || el.contains(t)); }"""
+
+
+def click_when_uncovered(page, locator) -> None:
+    """Click ``locator`` as a visitor would: once it shows and nothing covers it."""
+    locator.wait_for()
+    page.wait_for_function(UNCOVERED_JS, arg=locator.element_handle())
+    locator.click()
+
+
 def start_camera(page) -> None:
-    page.get_by_text("Click to Access Webcam").click()
-    page.locator("#webcam button:has-text('Record')").click()
+    """Allow the camera, wait until its picture has its size (the layout a visitor sees), then
+    press Record: a Record button hidden by that layout times out here."""
+    click_when_uncovered(page, page.get_by_text("Click to Access Webcam"))
+    page.wait_for_function("() => { const v = document.querySelector('#webcam video');"
+                           " return v && v.videoHeight > 0 && v.getBoundingClientRect().height > 0; }")
+    click_when_uncovered(page, page.locator("#webcam button:has-text('Record')"))
 
 
 def next_frame(page, old: str | None = None) -> str:
