@@ -159,8 +159,11 @@ class Decoder(nn.Module):
         return self.out(self.body(f, mean, std, weight, bias, alpha))
 
     def body(self, f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
-             bias: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+             bias: torch.Tensor, alpha: float | torch.Tensor,
+             ups: Sequence[nn.Module] | None = None) -> torch.Tensor:
         """Everything before the 9x9 conv to RGB: (N, 16, 4h, 4w) features, in the weights' dtype.
+        ``ups``: two modules that compute ``up1(upsample2x(x))`` and ``up2(upsample2x(x))``
+        (``UpConv``; the frame decoder's), else the plain ops (training, parity).
 
         The residual stream (AdaIN and the modulated blocks' sums) runs in fp32 whatever the
         weights' dtype: a bf16 network measured 34.7 dB against fp32 with a bf16 stream, 38.4
@@ -170,10 +173,15 @@ class Decoder(nn.Module):
             f = adain(f, mean[..., level, :], std[..., level, :], alpha, content_stats=mean_std(f))
             f = res(f, weight[..., level, :], bias[..., level, :])
         f = f.to(self.up1.weight.dtype)
-        for up, mix in ((self.up1, self.mix1), (self.up2, self.mix2)):
-            f = F.interpolate(f, scale_factor=2.0, mode="bilinear", align_corners=False)
-            f = F.relu(mix(F.relu(up(f))))
+        for k, (up, mix) in enumerate(((self.up1, self.mix1), (self.up2, self.mix2))):
+            f = ups[k](f) if ups is not None else up(upsample2x(f))
+            f = F.relu(mix(F.relu(f)))
         return f
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """The decoder's 2x bilinear upsampling (half-pixel centres, edges clamped)."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class BlockConv(nn.Module):
@@ -215,6 +223,57 @@ class BlockConv(nn.Module):
         x = F.pad(x, (self.pad,) * 4, mode="reflect")
         y = F.conv2d(F.pixel_unshuffle(x, self.factor), self.weight.to(x.dtype), self.bias.to(x.dtype))
         return F.pixel_shuffle(y, self.factor)
+
+
+# Bilinear 2x (half-pixel centres) on an edge-padded input: output row 2i + r, r in -1..2 (rows
+# of the neighbouring output pixels too), from input rows i-1, i, i+1.
+_BILINEAR_TAPS = ((0.75, 0.25, 0.0), (0.25, 0.75, 0.0), (0.0, 0.75, 0.25), (0.0, 0.25, 0.75))
+
+
+class UpConv(nn.Module):
+    """``conv(upsample2x(x))`` for a stride-1 3x3 conv with reflection padding 1 (any groups),
+    computed at the input's resolution: the upsampling's fixed weights are folded into the
+    conv, which then makes the four output pixels of each input pixel at once (4x the output
+    channels, then ``pixel_shuffle``). Same result up to float summation order.
+
+    The folded conv pads the input by repeating its edge (as the upsampling clamps there); the
+    plain conv reflects the *upsampled* picture instead, which differs on the outermost output
+    rows and columns only. Those four lines are computed the plain way from two-pixel strips.
+
+    Why: the decoder's 2x upsamplings and the grouped convs after them took 12.0 and 6.0 ms of
+    the network's 77 ms at 640x360 in bf16 on 2 cores; folded, 3.3 and 1.5 ms (BENCHMARKS.md).
+    Input H and W must be >= 2."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if (conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.dilation != (1, 1)
+                or conv.padding != (1, 1) or conv.padding_mode != "reflect" or conv.bias is None):
+            raise ValueError("UpConv needs a stride-1 3x3 conv with bias and reflection padding 1")
+        w = conv.weight.detach().float()
+        taps = w.new_tensor(_BILINEAR_TAPS)  # (4, 3): output row offset r + 1 -> input row taps
+        # out[c, 2i + py, 2j + px] = sum w[c, ci, dy, dx] * up[ci, 2i + py + dy - 1, 2j + px + dx - 1]
+        rows = torch.stack([taps[py:py + 3] for py in range(2)])  # (2 phases, 3 dy, 3 input taps)
+        kernel = torch.einsum("oiyx,pya,qxb->opqiab", w, rows, rows)
+        cout, cin_g = w.shape[:2]
+        self.groups = conv.groups
+        self.register_buffer("weight", kernel.reshape(cout * 4, cin_g, 3, 3).to(conv.weight.dtype))
+        self.register_buffer("bias", conv.bias.detach().repeat_interleave(4))
+        self.register_buffer("plain_weight", conv.weight.detach().clone())
+        self.register_buffer("plain_bias", conv.bias.detach().clone())
+
+    def plain(self, x: torch.Tensor) -> torch.Tensor:
+        u = F.pad(upsample2x(x), (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(u, self.plain_weight.to(x.dtype), self.plain_bias.to(x.dtype), groups=self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.weight.to(x.dtype), self.bias.to(x.dtype),
+                     groups=self.groups)
+        y = F.pixel_shuffle(y, 2)  # a new tensor: writing its edges in place touches nothing else
+        y[..., :1, :] = self.plain(x[..., :2, :])[..., :1, :]
+        y[..., -1:, :] = self.plain(x[..., -2:, :])[..., -1:, :]
+        y[..., :1] = self.plain(x[..., :2])[..., :1]
+        y[..., -1:] = self.plain(x[..., -2:])[..., -1:]
+        return y
 
 
 @dataclass(frozen=True)
@@ -398,13 +457,15 @@ class FrameDecoder(nn.Module):
     def __init__(self, model: MicroAST):
         super().__init__()
         self.decoder = model.decoder
-        self.out = BlockConv(model.decoder.out)  # the same conv, faster (its docstring)
-        # False: the plain conv, for counting the network's own FLOPs (BlockConv adds zero taps)
+        # the same convs, faster (their docstrings)
+        self.out = BlockConv(model.decoder.out)
+        self.ups = nn.ModuleList([UpConv(model.decoder.up1), UpConv(model.decoder.up2)])
+        # False: the plain ops, for counting the network's own FLOPs (BlockConv adds zero taps)
         self.use_blocks = True
 
     def forward(self, f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, weight: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
-        x = self.decoder.body(f, mean, std, weight, bias, 1.0)
+        x = self.decoder.body(f, mean, std, weight, bias, 1.0, self.ups if self.use_blocks else None)
         x = self.out(x) if self.use_blocks else self.decoder.out(x)
         return to_uint8_frames(x)
 

@@ -344,6 +344,25 @@ def test_block_conv_is_the_same_conv(k, cin, cout):
         BlockConv(torch.nn.Conv2d(cin, cout, 5, padding=2))  # zero padding would be computed wrong
 
 
+@pytest.mark.parametrize("cin, cout, groups", [(32, 16, 16), (64, 32, 32), (4, 6, 1)])
+def test_up_conv_is_the_upsampling_and_the_conv(cin, cout, groups):
+    """The frame decoder's folded 2x upsampling + 3x3 conv computes what the two plain ops do,
+    edges and corners included, down to a 2x2 input, in either memory layout."""
+    from realtime.microast import UpConv, _conv, upsample2x
+
+    torch.manual_seed(cin)
+    conv = _conv(cin, cout, 3, groups=groups)
+    up = UpConv(conv)
+    for h, w in ((2, 2), (2, 5), (7, 3), (11, 16)):
+        x = torch.randn(2, cin, h, w)
+        with torch.no_grad():
+            ref = conv(upsample2x(x))
+            torch.testing.assert_close(up(x), ref, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(up(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="reflection padding 1"):
+        UpConv(torch.nn.Conv2d(cin, cout, 3, padding=1, groups=groups))  # zero padding: other edges
+
+
 def test_frame_decoder_matches_the_model(random_model):
     from realtime.microast import FrameDecoder, FrameEncoder
 
