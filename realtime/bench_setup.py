@@ -164,16 +164,17 @@ def network_flops(net, height: int, width: int) -> float:
 
     frames = torch.zeros(1, height, width, 3, dtype=torch.uint8)
     settings = StyleSettings(style_of(net, torch.device("cpu")))  # outside the count: once per style
-    blocks = getattr(net.decoder, "use_blocks", None)  # MicroAST: count its conv, not BlockConv's zero taps
+    # MicroAST: count its own convs, not the zero taps of the frame modules' faster stand-ins
+    parts = {m: m.use_blocks for m in (net.encoder, net.decoder) if getattr(m, "use_blocks", None) is not None}
     try:
-        if blocks is not None:
-            net.decoder.use_blocks = False
+        for m in parts:
+            m.use_blocks = False
         with FlopCounterMode(display=False) as fc, torch.no_grad():
             feats = net.encoder(frames)
             net.decoder(*net.restyle.decoder_inputs(feats, settings))
     finally:
-        if blocks is not None:
-            net.decoder.use_blocks = blocks
+        for m, was in parts.items():
+            m.use_blocks = was
     return float(fc.get_total_flops())
 
 

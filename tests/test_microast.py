@@ -363,6 +363,18 @@ def test_up_conv_is_the_upsampling_and_the_conv(cin, cout, groups):
         UpConv(torch.nn.Conv2d(cin, cout, 3, padding=1, groups=groups))  # zero padding: other edges
 
 
+def test_dense_conv_is_the_grouped_conv():
+    """The frame encoder's stride-2 convs spelled out dense compute what the grouped ones do."""
+    from realtime.microast import _conv, dense_conv
+
+    torch.manual_seed(3)
+    for cin, cout, groups, stride in ((16, 32, 16, 2), (32, 64, 32, 2), (6, 4, 2, 1)):
+        conv = _conv(cin, cout, 3, stride=stride, groups=groups)
+        x = torch.randn(2, cin, 12, 18)
+        with torch.no_grad():
+            torch.testing.assert_close(dense_conv(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
 def test_frame_decoder_matches_the_model(random_model):
     from realtime.microast import FrameDecoder, FrameEncoder
 
