@@ -254,9 +254,10 @@ def dense_conv(conv: nn.Conv2d) -> nn.Conv2d:
 
 def space_to_depth(x: torch.Tensor, f: int) -> torch.Tensor:
     """(N, C, H, W) -> (N, f * f * C, H / f, W / f), channel ``(py * f + px) * C + c`` holding
-    pixel ``(f * i + py, f * j + px)`` of channel c; channels_last in and out, one copy.
-    ``F.pixel_unshuffle``'s order (``c * f * f + ...``) took 4.1 ms for the decoder's
-    (1, 16, 368, 648) bf16 map on 2 cores; this one 0.3 ms: each pixel's channels move as one run."""
+    pixel ``(f * i + py, f * j + px)`` of channel c; channels_last out, one copy. From a
+    channels_last input each pixel's channels move as one run: ``F.pixel_unshuffle``'s order
+    (``c * f * f + ...``) took 4.1 ms for the decoder's (1, 16, 368, 648) bf16 map on 2 cores,
+    this one 0.3 ms."""
     n, c, h, w = x.shape
     t = x.permute(0, 2, 3, 1).reshape(n, h // f, f, w // f, f, c).permute(0, 1, 3, 2, 4, 5)
     return t.reshape(n, h // f, w // f, f * f * c).permute(0, 3, 1, 2)
@@ -277,9 +278,9 @@ class UpConv(nn.Module):
     plain conv reflects the *upsampled* picture instead, which differs on the outermost output
     rows and columns only. Those four lines are computed the plain way from two-pixel strips.
 
-    Why: the decoder's 2x upsamplings and the grouped convs after them took 12.0 and 6.0 ms of
-    the network's 77 ms at 640x360 in bf16 on 2 cores; folded, 3.3 and 1.5 ms (BENCHMARKS.md).
-    Input H and W must be >= 2."""
+    Why: the decoder's 2x upsamplings and the grouped convs after them took 12.4 and 6.0 ms of
+    the network's 76 ms at 640x360 in bf16 on 2 cores; folded, edges included, 4.8 and 2.9 ms
+    (BENCHMARKS.md, "CPU, 2026-12-01"). Input H and W must be >= 2."""
 
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
