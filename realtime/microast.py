@@ -279,7 +279,7 @@ class UpConv(nn.Module):
     rows and columns only. Those four lines are computed the plain way from two-pixel strips.
 
     Why: the decoder's 2x upsamplings and the grouped convs after them took 12.4 and 6.0 ms of
-    the network's 76 ms at 640x360 in bf16 on 2 cores; folded, edges included, 4.8 and 2.9 ms
+    the network's 76 ms at 640x360 in bf16 on 2 cores; folded, edges included, 4.5 and 2.8 ms
     (BENCHMARKS.md, "CPU, 2026-12-01"). Input H and W must be >= 2."""
 
     def __init__(self, conv: nn.Conv2d):
