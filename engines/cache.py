@@ -15,7 +15,9 @@ import inspect
 import json
 import logging
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, TypeVar
 
 import torch
@@ -40,21 +42,58 @@ def cache_key(**parts) -> str:
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
-    """What the module computes, independent of any caller-supplied id: a hash of its
-    class source (a code change invalidates entries) and its state dict (names, shapes,
-    dtypes, values). Costs ~30 ms for the full network; done once per engine."""
+    """What the module computes, independent of any caller-supplied id: a hash of its class's
+    name, the source of ``code_modules(module)`` (a code change invalidates entries) and its
+    state dict (names, shapes, dtypes, values). Costs ~30 ms for the full network; done once
+    per engine."""
     h = hashlib.sha256()
     cls = type(module)
     h.update(f"{cls.__module__}.{cls.__qualname__}".encode())
-    try:
-        h.update(inspect.getsource(cls).encode())
-    except (OSError, TypeError):  # built in, or defined in a REPL: the state dict still counts
-        pass
+    for mod in code_modules(module):
+        h.update(mod.__name__.encode())
+        h.update(source_bytes(mod))
     for name, t in module.state_dict().items():
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:32]
+
+
+def code_modules(module: torch.nn.Module) -> list[ModuleType]:
+    """The Python modules whose code decides what ``module`` computes, sorted by name: those
+    that define the classes of it and its submodules, and the modules of the functions and
+    classes that those import from their own package (one level: ``realtime.microast``
+    brings ``realtime.adain`` and ``realtime.model``). torch's own are left to the library
+    versions in the keys.
+
+    Why more than the top class: the MicroAST frame decoder's ``UpConv`` changed (edge lines
+    written in place -> ``torch.cat``) while ``FrameDecoder``'s source and its state dict
+    stayed the same, so the cached ONNX graph of the old code kept loading."""
+    found: dict[str, ModuleType] = {}
+    for m in module.modules():
+        mod = sys.modules.get(type(m).__module__)
+        if mod is not None and not mod.__name__.startswith("torch"):
+            found[mod.__name__] = mod
+    for mod in list(found.values()):
+        package = mod.__name__.split(".")[0]
+        for obj in vars(mod).values():
+            name = getattr(obj, "__module__", None) if callable(obj) else None
+            if isinstance(name, str) and name.split(".")[0] == package and name in sys.modules:
+                found.setdefault(name, sys.modules[name])
+    return [found[name] for name in sorted(found)]
+
+
+def source_bytes(mod: ModuleType) -> bytes:
+    """A module's source; its compiled file where an install has no sources; else its
+    package's version (empty if none)."""
+    try:
+        return inspect.getsource(mod).encode()
+    except (OSError, TypeError):  # installed without .py files, or defined in a REPL
+        try:
+            return Path(mod.__file__).read_bytes()
+        except (OSError, TypeError):
+            package = sys.modules.get(mod.__name__.split(".")[0])
+            return str(getattr(package, "__version__", "")).encode()
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:

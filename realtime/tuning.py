@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 import engines
+from engines.cache import source_bytes
 
 log = logging.getLogger(__name__)
 
@@ -117,20 +117,8 @@ def code_digest() -> str:
     install has no sources, else of the package version."""
     h = hashlib.sha256()
     for name in CODE_MODULES:
-        h.update(_source_bytes(importlib.import_module(name)))
+        h.update(source_bytes(importlib.import_module(name)))
     return h.hexdigest()[:16]
-
-
-def _source_bytes(module) -> bytes:
-    try:
-        return inspect.getsource(module).encode()
-    except (OSError, TypeError):  # installed without .py files
-        try:
-            return Path(module.__file__).read_bytes()
-        except (OSError, TypeError):
-            from realtime import __version__
-
-            return __version__.encode()
 
 
 def machine_key(weights_id: str, shape: tuple) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -116,24 +117,30 @@ def open_page(browser, server, viewport=(1400, 950)):
     return page
 
 
-# True once nothing lies over the element's centre. While the page's load event runs, Gradio's
-# status tracker covers each component; Playwright's click then retries with the element scrolled
-# to other alignments, and the page is left scrolled by the test, not by the app.
+# True when nothing lies over the element's centre (in the viewport). While the page's load event
+# runs, Gradio's status tracker covers each component; Playwright's click then retries with the
+# element scrolled to other alignments, and the page is left scrolled by the test, not by the app.
 UNCOVERED_JS = """el => { const r = el.getBoundingClientRect(), x = r.x + r.width / 2, y = r.y + r.height / 2;
-  if (x < 0 || y < 0 || x > innerWidth || y > innerHeight) return true;
   const t = document.elementFromPoint(x, y); return !!t && (t === el || el.contains(t)); }"""
 
 
 def click_when_uncovered(page, locator) -> None:
-    """Click ``locator`` as a visitor would: once it shows and nothing covers it."""
+    """Click ``locator`` as a visitor would: once it shows, in the viewport, with nothing over
+    it; fails with a readable line if it stays covered or out of view. Nothing is scrolled
+    (scrolling the element into view scrolled the camera box's clipped content and hid the
+    bug this catches). The element is looked up again at each check (Gradio may re-render it)."""
     locator.wait_for()
-    page.wait_for_function(UNCOVERED_JS, arg=locator.element_handle())
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not locator.evaluate(UNCOVERED_JS):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{locator} stays covered or out of view: a visitor could not press it")
+        page.wait_for_timeout(100)
     locator.click()
 
 
 def start_camera(page) -> None:
     """Allow the camera, wait until its picture has its size (the layout a visitor sees), then
-    press Record: a Record button hidden by that layout times out here."""
+    press Record: a Record button hidden by that layout fails here."""
     click_when_uncovered(page, page.get_by_text("Click to Access Webcam"))
     page.wait_for_function("() => { const v = document.querySelector('#webcam video');"
                            " return v && v.videoHeight > 0 && v.getBoundingClientRect().height > 0; }")

@@ -199,6 +199,30 @@ def test_module_fingerprint_tracks_weights():
     assert cache.module_fingerprint(a) != cache.module_fingerprint(b)
 
 
+def test_module_fingerprint_tracks_the_code_of_submodules_and_helpers(monkeypatch):
+    """A cached engine is rebuilt when the code of a submodule's class or of a helper the
+    network's module imports changes, not only the top class's: the frame decoder's UpConv
+    changed with FrameDecoder's source and state dict the same, and the stale ONNX graph loaded."""
+    import sys
+
+    from realtime import microast
+
+    torch.manual_seed(0)
+    dec = microast.FrameDecoder(microast.MicroAST()).eval()
+    names = [m.__name__ for m in cache.code_modules(dec)]
+    assert {"realtime.microast", "realtime.adain", "realtime.model"} <= set(names), names
+    assert not [n for n in names if n.startswith("torch")]
+    before = cache.module_fingerprint(dec)
+    real = cache.source_bytes
+    for edited in ("realtime.microast", "realtime.adain"):  # UpConv's module; adain(), a helper it imports
+        monkeypatch.setattr(cache, "source_bytes",
+                            lambda mod, e=edited: real(mod) + (b"# edit" if mod.__name__ == e else b""))
+        assert cache.module_fingerprint(dec) != before, edited
+    monkeypatch.setattr(cache, "source_bytes", real)
+    assert cache.module_fingerprint(dec) == before
+    assert sys.modules["realtime.stylizer"] not in cache.code_modules(dec)  # only what the network's code uses
+
+
 class FakeTool:
     """A fake saver/loader pair, like torch_tensorrt.save/load, counting builds."""
 

@@ -373,6 +373,11 @@ def test_dense_conv_is_the_grouped_conv():
         x = torch.randn(2, cin, 12, 18)
         with torch.no_grad():
             torch.testing.assert_close(dense_conv(conv)(x), conv(x), atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    dense_conv(conv)  # builds no random weights: the caller's random stream is untouched
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_frame_decoder_matches_the_model(random_model):

@@ -63,7 +63,7 @@ def test_code_digest_without_sources(monkeypatch):
     try:
         assert tuning.code_digest() == with_sources  # here the module files are the .py files themselves
         tuning.code_digest.cache_clear()
-        monkeypatch.setattr(tuning, "_source_bytes", lambda module: f"{module.__name__} compiled".encode())
+        monkeypatch.setattr(tuning, "source_bytes", lambda module: f"{module.__name__} compiled".encode())
         assert tuning.machine_key("w", (1, 8, 8, 3))["code"] != with_sources
     finally:
         tuning.code_digest.cache_clear()
