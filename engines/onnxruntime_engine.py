@@ -97,6 +97,13 @@ def _versions() -> dict[str, str]:
             "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__}
 
 
+def ort_failure() -> type[Exception]:
+    """The exception onnxruntime raises when a run fails (a shape its graph cannot take)."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    return Fail
+
+
 class OnnxRuntimeEngine:
     """ONNX Runtime session for ``module``; CPU tensors in and out (see module docstring)."""
 
@@ -143,6 +150,11 @@ class OnnxRuntimeEngine:
         if self.session.get_providers()[0] != providers[0]:  # ORT falls back quietly; we do not
             raise EngineUnavailable(f"onnxruntime did not start {providers[0]} (got {self.session.get_providers()})")
         self._names = [i.name for i in self.session.get_inputs()]
+        # Whether a batch larger than the example's 1 runs as one call. The exporter specializes a
+        # batch of 1 inside the graph (MicroAST's decoder reshapes to (1, 64); exporting with a
+        # larger batch failed), which shows only when a larger batch fails: then samples go one
+        # at a time through input 0, the other inputs (the style code) whole.
+        self._batched: bool | None = None
         if len(self._names) != len(ex):
             raise ValueError(f"{self.path}: model takes {len(self._names)} inputs, example has {len(ex)}")
         self._seen: set[tuple] = set()
@@ -157,6 +169,19 @@ class OnnxRuntimeEngine:
                 if t.is_floating_point() and t.dtype != self.dtype:
                     raise ValueError(f"onnxruntime engine: input {i} is {t.dtype}, float inputs must be {self.dtype}")
             self._seen.add(sig)
+        n = inputs[0].shape[0] if inputs and inputs[0].dim() else 1
+        if n > 1 and self._batched is not True:
+            if self._batched is None:
+                try:
+                    out, self._batched = self._run(inputs), True
+                    return out
+                except ort_failure() as e:
+                    log.info("onnxruntime: %s takes one sample at a time (%s)", self.path.name, str(e)[:200])
+                    self._batched = False
+            return torch.cat([self._run([inputs[0][k:k + 1], *inputs[1:]]) for k in range(n)])
+        return self._run(inputs)
+
+    def _run(self, inputs) -> torch.Tensor:
         feeds = {n: np.ascontiguousarray(t.detach().numpy()) for n, t in zip(self._names, inputs)}
         (out,) = self.session.run(None, feeds)
         return torch.from_numpy(out)

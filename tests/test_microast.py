@@ -317,6 +317,11 @@ def test_onnxruntime_engine_matches_eager_for_microast():
         code = eager.encode_style(load_style_image(name, 96))
         want, got = eager(frames, StyleSettings(code)), ort(frames, StyleSettings(code))
         assert (want.float() - got.float()).abs().max() <= 1, name  # at most one level of rounding
+    # a batch of 2 through the engine exported at batch 1 (`convert --batch 2 --backend
+    # onnxruntime` failed in a Reshape node)
+    two = torch.cat([frames, torch.from_numpy(np.stack([load_style_image("ember", 64)]))])
+    want, got = eager(two, StyleSettings(code)), ort(two, StyleSettings(code))
+    assert got.shape == want.shape and (want.float() - got.float()).abs().max() <= 1
 
 
 def test_convert_with_model_microast(tmp_path, capsys):
