@@ -107,8 +107,8 @@ def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: in
 # remembered choice is measured again when any of them changes (a fix to bf16 output scaling
 # turned a refused variant into the fastest accurate one; a choice keyed on the weights alone
 # would have kept the old answer).
-CODE_MODULES = ("realtime.tuning", "realtime.adain", "realtime.model", "realtime.microast", "realtime.stylizer",
-                "engines", "engines.eager_engine", "engines.onnxruntime_engine")
+CODE_MODULES = ("realtime.tuning", "realtime.adain", "realtime.model", "realtime.microast", "realtime.fastconv",
+                "realtime.stylizer", "engines", "engines.eager_engine", "engines.onnxruntime_engine")
 
 
 @functools.cache

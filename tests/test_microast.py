@@ -336,7 +336,8 @@ def test_convert_with_model_microast(tmp_path, capsys):
 @pytest.mark.parametrize("k, cin, cout", [(9, 16, 3), (5, 4, 6), (1, 8, 2)])
 def test_block_conv_is_the_same_conv(k, cin, cout):
     """The frame decoder's last conv on 4x4 blocks computes what the plain conv does."""
-    from realtime.microast import BlockConv, _conv
+    from realtime.fastconv import BlockConv
+    from realtime.microast import _conv
 
     torch.manual_seed(k)
     conv = _conv(cin, cout, k)
@@ -353,7 +354,8 @@ def test_block_conv_is_the_same_conv(k, cin, cout):
 def test_up_conv_is_the_upsampling_and_the_conv(cin, cout, groups):
     """The frame decoder's folded 2x upsampling + 3x3 conv computes what the two plain ops do,
     edges and corners included, down to a 2x2 input, in either memory layout."""
-    from realtime.microast import UpConv, _conv, upsample2x
+    from realtime.fastconv import UpConv, upsample2x
+    from realtime.microast import _conv
 
     torch.manual_seed(cin)
     conv = _conv(cin, cout, 3, groups=groups)
@@ -370,7 +372,8 @@ def test_up_conv_is_the_upsampling_and_the_conv(cin, cout, groups):
 
 def test_dense_conv_is_the_grouped_conv():
     """The frame encoder's stride-2 convs spelled out dense compute what the grouped ones do."""
-    from realtime.microast import _conv, dense_conv
+    from realtime.fastconv import dense_conv
+    from realtime.microast import _conv
 
     torch.manual_seed(3)
     for cin, cout, groups, stride in ((16, 32, 16, 2), (32, 64, 32, 2), (6, 4, 2, 1)):
