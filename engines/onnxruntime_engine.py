@@ -97,13 +97,6 @@ def _versions() -> dict[str, str]:
             "onnxscript": onnxscript.__version__, "onnxruntime": onnxruntime.__version__}
 
 
-def ort_failure() -> type[Exception]:
-    """The exception onnxruntime raises when a run fails (a shape its graph cannot take)."""
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
-
-    return Fail
-
-
 class OnnxRuntimeEngine:
     """ONNX Runtime session for ``module``; CPU tensors in and out (see module docstring)."""
 
@@ -155,6 +148,7 @@ class OnnxRuntimeEngine:
         # larger batch failed), which shows only when a larger batch fails: then samples go one
         # at a time through input 0, the other inputs (the style code) whole.
         self._batched: bool | None = None
+        self._run_failed = ort.capi.onnxruntime_pybind11_state.Fail  # what a run that cannot take a shape raises
         if len(self._names) != len(ex):
             raise ValueError(f"{self.path}: model takes {len(self._names)} inputs, example has {len(ex)}")
         self._seen: set[tuple] = set()
@@ -175,7 +169,7 @@ class OnnxRuntimeEngine:
                 try:
                     out, self._batched = self._run(inputs), True
                     return out
-                except ort_failure() as e:
+                except self._run_failed as e:
                     log.info("onnxruntime: %s takes one sample at a time (%s)", self.path.name, str(e)[:200])
                     self._batched = False
             return torch.cat([self._run([inputs[0][k:k + 1], *inputs[1:]]) for k in range(n)])
