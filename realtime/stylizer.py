@@ -7,6 +7,7 @@ streams that share the engines never share settings.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -249,10 +250,13 @@ class Stylizer:
             backend, precision = self.backend, self.precision
             built = {}
             if backend == "auto" and self.device.type == "cpu" and precision is None:
-                probe = tuning.calibration_frame(padded.shape[1], padded.shape[2]).to(self.device)
-                settings = StyleSettings(self._example_code(tuning.calibration_style()))
+                @functools.cache  # only when the choice is measured, not when it is remembered
+                def calibration() -> tuple[torch.Tensor, StyleSettings]:
+                    probe = tuning.calibration_frame(padded.shape[1], padded.shape[2]).to(self.device)
+                    return probe, StyleSettings(self._example_code(tuning.calibration_style()))
 
                 def run_with(b: str, p: str):  # the measured CPU choice (realtime.tuning)
+                    probe, settings = calibration()
                     enc, dec, _ = built[b, p] = self._build_pair(padded, b, p)
                     return lambda: dec(*(t.to(dec.dtype) for t in self._restyle.decoder_inputs(
                         enc(probe.to(enc.device)).to(self.device), settings)))
