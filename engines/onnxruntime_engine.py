@@ -1,10 +1,11 @@
 """ONNX Runtime: the module exported to ONNX (cached on disk) and run by an InferenceSession.
 
-One export serves every frame size: the model is exported with dynamic dimensions, so a
-new shape costs nothing to build, and the cache key has no shapes in it (it has the
-module fingerprint, weights id, input dtypes and ranks, precision, opset and library
-versions). A cached file that ONNX Runtime cannot load, or whose metadata does not match,
-is logged, deleted and exported again (``engines.cache.load_or_build``).
+One export serves every frame size and batch: input 0 is exported with dynamic dimensions
+(the other inputs, a style code, keep their shapes), so a new frame size costs nothing to
+build, and the cache key has no shapes in it (it has the module fingerprint, weights id,
+input dtypes and ranks, precision, opset, export format and library versions). A cached
+file that ONNX Runtime cannot load, or whose metadata does not match, is logged, deleted and
+exported again (``engines.cache.load_or_build``).
 
 Device: ``device="cuda"`` runs on the CUDAExecutionProvider and fails if the session does
 not get it (ONNX Runtime itself would quietly fall back to the CPU); ``device="cpu"`` on
@@ -32,28 +33,36 @@ from engines import EngineUnavailable, as_examples, precision_name, prepare_modu
 from engines.cache import cache_dir as default_cache_dir
 from engines.cache import cache_key, load_or_build, module_fingerprint
 
-log = logging.getLogger(__name__)
 CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
+# How ``export_onnx`` shapes its graph, in the cache key: files of an older layout are not
+# loaded (version 1 fixed a batch of 1 inside MicroAST's decoder).
+EXPORT_FORMAT = 2
 
 
 def export_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...], path: str | Path, *,
                 dynamic: bool = True, opset: int | None = None) -> Path:
     """Export ``module`` (as it is: its device and dtype) to one self-contained ONNX file.
 
-    Uses the dynamo exporter (needs onnxscript). ``dynamic=True`` makes every input
-    dimension dynamic where the graph allows it (``Dim.AUTO``: dimensions the graph fixes,
-    like channel counts, stay static). Inputs are named ``input0..``, the output
-    ``output0``. The file is written atomically: a failed export leaves nothing at ``path``.
-    The module is put in eval mode.
+    Uses the dynamo exporter (needs onnxscript). ``dynamic=True`` makes input 0's batch and
+    frame size dynamic (``_batch_and_size``); its channels and the other inputs (a style code,
+    a strength) keep the example's shapes. Input 0 is exported at a batch of 2 when its example
+    has 1: traced at 1, the exporter fixed the batch inside MicroAST's decoder (a reshape to
+    (1, 64)) and a batch of 2 failed in ONNX Runtime; with every dimension of every input
+    dynamic (``Dim.AUTO``) the decoder's export failed on a shape constraint. Inputs are named
+    ``input0..``, the output ``output0``. The file is written atomically: a failed export
+    leaves nothing at ``path``. The module is put in eval mode.
     """
     from engines.cache import atomic_write
 
     path = Path(path)
     module = module.eval()
     shapes = None
-    if dynamic:
-        auto = torch.export.Dim.AUTO
-        shapes = tuple({d: auto for d in range(t.dim())} for t in example_inputs)
+    if dynamic and example_inputs and example_inputs[0].dim():
+        first, rest = example_inputs[0], tuple(example_inputs[1:])
+        if first.shape[0] == 1:
+            first = first.expand(2, *first.shape[1:]).contiguous()
+        example_inputs = (first, *rest)
+        shapes = (_batch_and_size(first), *(None for _ in rest))
 
     def write(tmp: Path) -> None:
         with _quiet_exporter():
@@ -68,6 +77,14 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
 
     with torch.inference_mode(False), torch.no_grad():
         return atomic_write(path, write)
+
+
+def _batch_and_size(t: torch.Tensor) -> dict:
+    """Input 0's dynamic dimensions: the batch and the picture's height and width of
+    ``(N, H, W, C)`` uint8 frames or ``(N, C, H, W)`` float maps (the stages' data contract);
+    for a tensor of another rank, every dimension the graph leaves free (``Dim.AUTO``)."""
+    dims = ((0, 1, 2) if t.dtype == torch.uint8 else (0, 2, 3)) if t.dim() == 4 else range(t.dim())
+    return {d: torch.export.Dim.AUTO for d in dims}
 
 
 @contextlib.contextmanager
@@ -124,7 +141,7 @@ class OnnxRuntimeEngine:
             "module": f"{type(module).__module__}.{type(module).__qualname__}",
             "fingerprint": module_fingerprint(module),
             "inputs": [[t.dim(), str(t.dtype)] for t in ex],
-            "precision": precision_name(self.dtype), "opset": opset, **_versions(),
+            "precision": precision_name(self.dtype), "opset": opset, "export": EXPORT_FORMAT, **_versions(),
         }
         self.key = cache_key(**self.parts)
         self.path = Path(cache_dir or default_cache_dir()) / "onnx" / f"{self.key}.onnx"
@@ -143,12 +160,6 @@ class OnnxRuntimeEngine:
         if self.session.get_providers()[0] != providers[0]:  # ORT falls back quietly; we do not
             raise EngineUnavailable(f"onnxruntime did not start {providers[0]} (got {self.session.get_providers()})")
         self._names = [i.name for i in self.session.get_inputs()]
-        # Whether a batch larger than the example's 1 runs as one call. The exporter specializes a
-        # batch of 1 inside the graph (MicroAST's decoder reshapes to (1, 64); exporting with a
-        # larger batch failed), which shows only when a larger batch fails: then samples go one
-        # at a time through input 0, the other inputs (the style code) whole.
-        self._batched: bool | None = None
-        self._run_failed = ort.capi.onnxruntime_pybind11_state.Fail  # what a run that cannot take a shape raises
         if len(self._names) != len(ex):
             raise ValueError(f"{self.path}: model takes {len(self._names)} inputs, example has {len(ex)}")
         self._seen: set[tuple] = set()
@@ -163,19 +174,6 @@ class OnnxRuntimeEngine:
                 if t.is_floating_point() and t.dtype != self.dtype:
                     raise ValueError(f"onnxruntime engine: input {i} is {t.dtype}, float inputs must be {self.dtype}")
             self._seen.add(sig)
-        n = inputs[0].shape[0] if inputs and inputs[0].dim() else 1
-        if n > 1 and self._batched is not True:
-            if self._batched is None:
-                try:
-                    out, self._batched = self._run(inputs), True
-                    return out
-                except self._run_failed as e:
-                    log.info("onnxruntime: %s takes one sample at a time (%s)", self.path.name, str(e)[:200])
-                    self._batched = False
-            return torch.cat([self._run([inputs[0][k:k + 1], *inputs[1:]]) for k in range(n)])
-        return self._run(inputs)
-
-    def _run(self, inputs) -> torch.Tensor:
         feeds = {n: np.ascontiguousarray(t.detach().numpy()) for n, t in zip(self._names, inputs)}
         (out,) = self.session.run(None, feeds)
         return torch.from_numpy(out)

@@ -317,7 +317,7 @@ def test_onnxruntime_engine_matches_eager_for_microast():
         code = eager.encode_style(load_style_image(name, 96))
         want, got = eager(frames, StyleSettings(code)), ort(frames, StyleSettings(code))
         assert (want.float() - got.float()).abs().max() <= 1, name  # at most one level of rounding
-    # a batch of 2 through the engine exported at batch 1 (`convert --batch 2 --backend
+    # a batch of 2 through the engine built from a batch-1 example (`convert --batch 2 --backend
     # onnxruntime` failed in a Reshape node)
     two = torch.cat([frames, torch.from_numpy(np.stack([load_style_image("ember", 64)]))])
     want, got = eager(two, StyleSettings(code)), ort(two, StyleSettings(code))
