@@ -3,6 +3,7 @@ accurate one chosen and remembered on disk; inaccurate ones never chosen."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import torch
@@ -13,7 +14,8 @@ from realtime.stylizer import StyleSettings, Stylizer
 from tests.conftest import REAL_CANDIDATES
 
 
-def test_the_choice_is_measured_once_and_remembered(tiny_encoder, tiny_decoder, monkeypatch, tmp_path):
+def test_the_choice_is_measured_once_and_remembered(tiny_encoder, tiny_decoder, monkeypatch, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="realtime.tuning")
     monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
     monkeypatch.setattr(tuning, "candidates", REAL_CANDIDATES)
     calls = []
@@ -29,11 +31,18 @@ def test_the_choice_is_measured_once_and_remembered(tiny_encoder, tiny_decoder, 
     assert tried == REAL_CANDIDATES() and tried[0] == ("eager", "fp32")
     enc_p, _, dec_p = record["precision"].partition(",")
     assert record["backend"] == st.engine_name
-    assert (enc_p, dec_p or enc_p) == tuple(engines.precision_name(e.dtype) for e in (st.encoder_engine, st.decoder_engine))
-    chosen = next(r for r in record["rows"] if (r["backend"], r["precision"]) == (record["backend"], record["precision"]))
+    engine_dtypes = (st.encoder_engine.dtype, st.decoder_engine.dtype)
+    assert (enc_p, dec_p or enc_p) == tuple(engines.precision_name(d) for d in engine_dtypes)
+    picked = (record["backend"], record["precision"])
+    chosen = next(r for r in record["rows"] if (r["backend"], r["precision"]) == picked)
     assert chosen["eligible"] and chosen["ms"] == min(r["ms"] for r in record["rows"] if r["eligible"])
+    # the wait is explained where it happens: what is measured, then what was chosen and where it is kept
+    said = [r.getMessage() for r in caplog.records if r.name == "realtime.tuning"]
+    assert len(said) == 2 and "measuring the CPU engines on 64x48 frames" in said[0]
+    assert f"{record['backend']} {record['precision']}" in said[1] and str(tmp_path / "choices") in said[1]
     again = Stylizer(tiny_encoder, tiny_decoder, device="cpu", weights_id="tiny")
     assert torch.equal(again(frames, StyleSettings(code)), out) and calls == [1]  # read back, not measured
+    assert len([r for r in caplog.records if r.name == "realtime.tuning"]) == 2  # nothing new to say
 
 
 def test_an_inaccurate_variant_is_never_chosen_however_fast(monkeypatch, tmp_path):
@@ -46,6 +55,46 @@ def test_an_inaccurate_variant_is_never_chosen_however_fast(monkeypatch, tmp_pat
     rows[1]["ms"] = rows[0]["ms"] / 10  # far faster, still wrong
     monkeypatch.setattr(tuning, "measure", lambda run_with: rows)
     assert tuning.choose(lambda b, p: None, "w", (1, 8, 8, 3)) == ("eager", "fp32")
+
+
+def test_variants_are_timed_in_interleaved_rounds_and_a_passing_load_does_not_decide(monkeypatch):
+    """The choice is remembered, so one disturbed measurement must not pick it: bf16 is the
+    faster variant here, but a load slows its first round to 10x (on a fake clock)."""
+    monkeypatch.setattr(tuning, "candidates", lambda: [("eager", "fp32"), ("eager", "bf16")])
+    clock, calls = [0.0], []
+    cost = {"fp32": [0.010] * 4, "bf16": [0.006, 0.060, 0.006, 0.006]}  # warm-up, then 3 rounds
+    monkeypatch.setattr(tuning.time, "perf_counter", lambda: clock[0])
+    frame = torch.zeros(1, 8, 8, 3, dtype=torch.uint8)
+
+    def run_with(backend, precision):
+        def run():
+            calls.append(precision)
+            clock[0] += cost[precision][sum(c == precision for c in calls) - 1]
+            return frame
+        return run
+
+    rows = tuning.measure(run_with, reps=3)
+    assert calls == ["fp32", "bf16"] + ["fp32", "bf16"] * 3  # built and warmed up, then A B A B A B
+    assert [round(r["ms"], 6) for r in rows] == [10.0, 6.0] and all(r["eligible"] for r in rows)
+
+
+def test_a_variant_that_fails_while_timed_is_a_row_with_its_error(monkeypatch):
+    monkeypatch.setattr(tuning, "candidates", lambda: [("eager", "fp32"), ("eager", "bf16")])
+    frame, runs = torch.zeros(1, 8, 8, 3, dtype=torch.uint8), []
+
+    def run_with(backend, precision):
+        def run():
+            runs.append(precision)
+            if precision == "bf16" and runs.count("bf16") == 2:
+                raise RuntimeError("out of memory")
+            return frame
+        return run
+
+    rows = tuning.measure(run_with, reps=3)
+    assert rows[0]["eligible"] and "ms" in rows[0]
+    assert rows[1] == {"backend": "eager", "precision": "bf16", "error": "RuntimeError: out of memory",
+                       "eligible": False}
+    assert runs.count("bf16") == 2  # not run again once it failed
 
 
 def test_code_digest_without_sources(monkeypatch):
