@@ -129,7 +129,8 @@ class OnnxRuntimeEngine:
             device = "cuda" if (have_cuda_ep and torch.cuda.is_available()) else "cpu"
         self.compute_device = torch.device(device)
         if self.compute_device.type == "cuda" and not have_cuda_ep:
-            raise EngineUnavailable("onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu, or use device='cpu'")
+            raise EngineUnavailable("onnxruntime has no CUDAExecutionProvider: install onnxruntime-gpu, "
+                                    "or use device='cpu'")
         self.device = torch.device("cpu")  # where inputs and outputs live
         self.dtype = resolve_dtype(precision, self.compute_device)
         if self.dtype == torch.bfloat16:

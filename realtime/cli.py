@@ -160,10 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # which engines were built is in the summary line; -v says why
         for name in ("engines", "realtime.stylizer"):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from engines import EngineUnavailable
 
     try:
-        return args.func(args)
+        with logging_redirect_tqdm():  # a log line prints above a progress bar, not into it
+            return args.func(args)
     except (UserError, ValueError, EngineUnavailable) as e:
         if args.verbose:  # a ValueError may be a bug, not bad input: show where it came from
             raise
