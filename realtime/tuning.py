@@ -182,9 +182,38 @@ def remembered() -> list[tuple[str, str]]:
     return found
 
 
+# A measurement during which other programs kept more than this share of the cores busy is
+# used for the run but not remembered: under such load the variants rank differently (two busy
+# processes on the 2-core VM: onnxruntime fp32 won 1 of 3 interleaved measurements at 640x360,
+# where on a quiet machine eager bf16 is twice as fast), and a remembered choice stays.
+BUSY_SHARE = 0.25
+
+
+def cpu_use() -> tuple[float, int, int] | None:
+    """(monotonic seconds, busy jiffies of all CPUs, this process's jiffies) from /proc; None
+    where there is no /proc (the choice is then remembered without this check)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return time.monotonic(), sum(ticks) - ticks[3] - ticks[4], int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def other_cores(before, after) -> float | None:
+    """Cores other processes kept busy on average between two ``cpu_use()`` readings."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / hz / (after[0] - before[0]))
+
+
 def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_id: str,
            shape: tuple) -> tuple[str, str]:
-    """The (backend, precision) for ``auto`` on the CPU: remembered, else measured and remembered."""
+    """The (backend, precision) for ``auto`` on the CPU: remembered, else measured and remembered
+    (unless other programs kept the CPU busy meanwhile: ``BUSY_SHARE``)."""
     from engines.cache import atomic_write_bytes, cache_key
 
     if len(options := candidates()) == 1:
@@ -201,13 +230,21 @@ def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_i
         log.warning("engine choice %s is unreadable (%s); measuring again", path, e)
     log.info("auto: measuring the CPU engines on %s frames, once for this model, frame size and machine",
              f"{shape[2]}x{shape[1]}" if len(shape) == 4 else shape)  # (N, H, W, 3)
+    before = cpu_use()
     rows = measure(run_with)
+    others = other_cores(before, cpu_use())
     best = min((r for r in rows if r["eligible"]), key=lambda r: r["ms"])
-    log.info("auto: %s %s, %.1f ms a frame; remembered in %s", best["backend"], best["precision"], best["ms"],
-             path.parent)
     log.debug("auto on the CPU: %s", "; ".join(
         f"{r['backend']} {r['precision']}: " + (f"{r['ms']:.1f} ms, {r['psnr_db']:.1f} dB" if "ms" in r else r["error"])
         for r in rows))
+    cores = parts["cores"]
+    if others is not None and others > BUSY_SHARE * cores:
+        log.info("auto: %s %s for this run; other programs kept %.1f of the %d cores busy while it measured, so "
+                 "the choice is not remembered (measured again next time)", best["backend"], best["precision"],
+                 others, cores)
+        return best["backend"], best["precision"]
+    log.info("auto: %s %s, %.1f ms a frame; remembered in %s", best["backend"], best["precision"], best["ms"],
+             path.parent)
     atomic_write_bytes(path, json.dumps({"parts": parts, "backend": best["backend"],
                                          "precision": best["precision"], "rows": rows}, indent=1).encode())
     return best["backend"], best["precision"]

@@ -6,6 +6,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 import torch
 
 import engines
@@ -95,6 +96,38 @@ def test_a_variant_that_fails_while_timed_is_a_row_with_its_error(monkeypatch):
     assert rows[1] == {"backend": "eager", "precision": "bf16", "error": "RuntimeError: out of memory",
                        "eligible": False}
     assert runs.count("bf16") == 2  # not run again once it failed
+
+
+def test_a_choice_measured_while_other_programs_kept_the_cpu_busy_is_not_remembered(monkeypatch, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="realtime.tuning")
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "candidates", lambda: [("eager", "fp32"), ("eager", "bf16")])
+    frame, measured = torch.zeros(1, 8, 8, 3, dtype=torch.uint8), []
+    monkeypatch.setattr(tuning, "measure", lambda run_with: measured.append(1) or [
+        {"backend": "eager", "precision": "fp32", "ms": 9.0, "psnr_db": float("inf"), "eligible": True},
+        {"backend": "eager", "precision": "bf16", "ms": 5.0, "psnr_db": 40.0, "eligible": True}])
+    cores = tuning.machine_key("w", frame.shape)["cores"]
+    monkeypatch.setattr(tuning, "other_cores", lambda before, after: cores * 0.9)  # a busy machine
+    assert tuning.choose(lambda b, p: None, "w", tuple(frame.shape)) == ("eager", "bf16")  # used for this run
+    assert not (tmp_path / "choices").exists() and "not remembered" in caplog.text
+    assert tuning.choose(lambda b, p: None, "w", tuple(frame.shape)) == ("eager", "bf16") and measured == [1, 1]
+    monkeypatch.setattr(tuning, "other_cores", lambda before, after: 0.0)  # quiet: measured and remembered
+    tuning.choose(lambda b, p: None, "w", tuple(frame.shape))
+    tuning.choose(lambda b, p: None, "w", tuple(frame.shape))
+    assert measured == [1, 1, 1] and len(list((tmp_path / "choices").glob("*.json"))) == 1
+
+
+def test_other_programs_cpu_use_is_read_from_proc():
+    """What the busy check reads: nothing of ours counts as other programs' use."""
+    before = tuning.cpu_use()
+    if before is None:
+        pytest.skip("no /proc here")
+    t0 = tuning.time.monotonic()
+    while tuning.time.monotonic() - t0 < 0.3:  # our own work: not "other programs"
+        pass
+    after = tuning.cpu_use()
+    assert after[2] > before[2]  # our process's jiffies grew
+    assert tuning.other_cores(before, after) is not None and tuning.other_cores(before, before) is None
 
 
 def test_code_digest_without_sources(monkeypatch):
