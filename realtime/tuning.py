@@ -8,7 +8,7 @@ candidate's output is compared with eager fp32's: one under ``MIN_PSNR_DB`` is n
 whatever its speed. The fastest eligible one (its fastest of ``REPS`` interleaved rounds
 after a warm-up: ``measure``) wins; the table is logged at debug level and written to
 ``<engine cache>/choices/<key>.json``, so later runs skip the measurement (a corrupt or
-mismatched file is measured again). ``rtstyle bench`` times the same variants, with more rounds.
+mismatched file is measured again).
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: in
     640x360 (264 ms against eager bf16's 568), where on a quiet machine it is half as fast.
     Interleaved, a load that comes and goes slows every variant alike; the fastest round is
     the one least disturbed."""
-    rows, built, reference = {}, {}, None
+    rows, built = {}, {}
     for backend, precision in candidates():
         try:
             run = run_with(backend, precision)
@@ -107,10 +107,15 @@ def measure(run_with: Callable[[str, str], Callable[[], torch.Tensor]], reps: in
                 times[key].append((time.perf_counter() - t0) * 1e3)
             except (engines.EngineUnavailable, RuntimeError, ValueError) as e:
                 rows[key] = _failed(*key, e)
+    # the reference is eager fp32's warm-up output, even if it failed a timed round later
+    first = candidates()[0]
+    reference = built[first][1] if first in built else None
     for (backend, precision), (_, out) in built.items():
         if (backend, precision) in rows:
             continue
-        reference = out if reference is None else reference
+        if reference is None:  # nothing to judge accuracy against: not eligible
+            rows[backend, precision] = _failed(backend, precision, RuntimeError(f"no {' '.join(first)} reference"))
+            continue
         db = psnr(out, reference)
         rows[backend, precision] = {"backend": backend, "precision": precision, "ms": min(times[backend, precision]),
                                     "psnr_db": db, "eligible": db >= MIN_PSNR_DB}
@@ -187,17 +192,26 @@ def remembered() -> list[tuple[str, str]]:
 # processes on the 2-core VM: onnxruntime fp32 won 1 of 3 interleaved measurements at 640x360,
 # where on a quiet machine eager bf16 is twice as fast), and a remembered choice stays.
 BUSY_SHARE = 0.25
+_BUSY_CHOICES: dict[str, tuple[str, str]] = {}  # such choices, kept for this process only
 
 
 def cpu_use() -> tuple[float, int, int] | None:
-    """(monotonic seconds, busy jiffies of all CPUs, this process's jiffies) from /proc; None
-    where there is no /proc (the choice is then remembered without this check)."""
+    """(monotonic seconds, busy jiffies of the CPUs this process may run on, this process's
+    jiffies) from /proc; None where there is no /proc (the choice is then remembered without
+    this check). Busy: user to steal (a hypervisor's steal slows us as much as a neighbour),
+    not idle or iowait; guest time is already inside user and nice."""
     try:
+        ours = {f"cpu{n}" for n in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else None
+        busy = 0
         with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
+            for line in f:
+                name, *values = line.split()
+                if name.startswith("cpu") and name != "cpu" and (ours is None or name in ours):
+                    ticks = [int(v) for v in values[:8]]
+                    busy += sum(ticks) - ticks[3] - ticks[4]
         with open("/proc/self/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return time.monotonic(), sum(ticks) - ticks[3] - ticks[4], int(fields[11]) + int(fields[12])
+        return time.monotonic(), busy, int(fields[11]) + int(fields[12])  # utime + stime, all threads
     except (OSError, ValueError, IndexError):
         return None
 
@@ -219,7 +233,10 @@ def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_i
     if len(options := candidates()) == 1:
         return options[0]
     parts = machine_key(weights_id, shape)
-    path = choices_dir() / f"{cache_key(**parts)}.json"
+    key = cache_key(**parts)
+    if key in _BUSY_CHOICES:  # measured on a busy CPU earlier in this process: not again here
+        return _BUSY_CHOICES[key]
+    path = choices_dir() / f"{key}.json"
     try:
         saved = json.loads(path.read_text())
         if saved["parts"] == json.loads(json.dumps(parts)):
@@ -228,21 +245,26 @@ def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_i
         pass
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("engine choice %s is unreadable (%s); measuring again", path, e)
-    log.info("auto: measuring the CPU engines on %s frames, once for this model, frame size and machine",
+    log.info("auto: measuring the CPU engines on %s frames (a first use of this model, frame size and machine)",
              f"{shape[2]}x{shape[1]}" if len(shape) == 4 else shape)  # (N, H, W, 3)
     before = cpu_use()
     rows = measure(run_with)
     others = other_cores(before, cpu_use())
-    best = min((r for r in rows if r["eligible"]), key=lambda r: r["ms"])
+    eligible = [r for r in rows if r["eligible"]]
+    if not eligible:
+        raise engines.EngineUnavailable("auto: no CPU engine ran accurately here: " + "; ".join(
+            f"{r['backend']} {r['precision']}: {r.get('error') or '%.1f dB' % r['psnr_db']}" for r in rows))
+    best = min(eligible, key=lambda r: r["ms"])
     log.debug("auto on the CPU: %s", "; ".join(
         f"{r['backend']} {r['precision']}: " + (f"{r['ms']:.1f} ms, {r['psnr_db']:.1f} dB" if "ms" in r else r["error"])
         for r in rows))
     cores = parts["cores"]
     if others is not None and others > BUSY_SHARE * cores:
-        log.info("auto: %s %s for this run; other programs kept %.1f of the %d cores busy while it measured, so "
-                 "the choice is not remembered (measured again next time)", best["backend"], best["precision"],
-                 others, cores)
-        return best["backend"], best["precision"]
+        log.info("auto: %s %s for this run; other programs (or the hypervisor) kept %.1f of the %d cores busy "
+                 "while it measured, so the choice is not remembered (measured again next time)",
+                 best["backend"], best["precision"], others, cores)
+        _BUSY_CHOICES[key] = best["backend"], best["precision"]
+        return _BUSY_CHOICES[key]
     log.info("auto: %s %s, %.1f ms a frame; remembered in %s", best["backend"], best["precision"], best["ms"],
              path.parent)
     atomic_write_bytes(path, json.dumps({"parts": parts, "backend": best["backend"],
