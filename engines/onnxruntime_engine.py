@@ -45,12 +45,14 @@ def export_onnx(module: torch.nn.Module, example_inputs: tuple[torch.Tensor, ...
 
     Uses the dynamo exporter (needs onnxscript). ``dynamic=True`` makes input 0's batch and
     frame size dynamic (``_batch_and_size``); its channels and the other inputs (a style code,
-    a strength) keep the example's shapes. Input 0 is exported at a batch of 2 when its example
-    has 1: traced at 1, the exporter fixed the batch inside MicroAST's decoder (a reshape to
-    (1, 64)) and a batch of 2 failed in ONNX Runtime; with every dimension of every input
-    dynamic (``Dim.AUTO``) the decoder's export failed on a shape constraint. Inputs are named
-    ``input0..``, the output ``output0``. The file is written atomically: a failed export
-    leaves nothing at ``path``. The module is put in eval mode.
+    a strength) keep the example's shapes, so an input that carries the batch or a picture
+    must be input 0 (a 0-d input 0 leaves the whole graph static). Input 0 is exported at a
+    batch of 2 when its example has 1: traced at 1, the exporter fixed the batch inside
+    MicroAST's decoder (a reshape to (1, 64)) and a batch of 2 failed in ONNX Runtime; with
+    every dimension of every input dynamic (``Dim.AUTO``) the decoder's export failed on a
+    shape constraint. Inputs are named ``input0..``, the output ``output0``. The file is
+    written atomically: a failed export leaves nothing at ``path``. The module is put in eval
+    mode.
     """
     from engines.cache import atomic_write
 
@@ -141,7 +143,8 @@ class OnnxRuntimeEngine:
             "backend": "onnxruntime", "weights_id": weights_id,
             "module": f"{type(module).__module__}.{type(module).__qualname__}",
             "fingerprint": module_fingerprint(module),
-            "inputs": [[t.dim(), str(t.dtype)] for t in ex],
+            # input 0's rank and dtype (its batch and size are dynamic); the others' shapes are fixed
+            "inputs": [[t.dim(), str(t.dtype)] if i == 0 else [list(t.shape), str(t.dtype)] for i, t in enumerate(ex)],
             "precision": precision_name(self.dtype), "opset": opset, "export": EXPORT_FORMAT, **_versions(),
         }
         self.key = cache_key(**self.parts)
@@ -176,7 +179,12 @@ class OnnxRuntimeEngine:
                     raise ValueError(f"onnxruntime engine: input {i} is {t.dtype}, float inputs must be {self.dtype}")
             self._seen.add(sig)
         feeds = {n: np.ascontiguousarray(t.detach().numpy()) for n, t in zip(self._names, inputs)}
-        (out,) = self.session.run(None, feeds)
+        try:
+            (out,) = self.session.run(None, feeds)
+        except Exception as e:  # ORT's own classes (Fail, InvalidArgument, ...) derive from Exception only
+            if not type(e).__module__.startswith("onnxruntime"):
+                raise
+            raise RuntimeError(f"onnxruntime ({self.path.name}): {e}") from e
         return torch.from_numpy(out)
 
     def __repr__(self) -> str:

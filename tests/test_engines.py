@@ -292,6 +292,14 @@ def test_onnxruntime_cache_reuse_keys_and_corrupt_file(tiny_decoder, cache_dir, 
     assert_frames_close(rebuilt(t), ref(t))
 
 
+def test_an_onnxruntime_run_that_fails_raises_a_runtime_error(tiny_decoder, cache_dir):
+    """ORT's own exception classes derive from Exception only; callers (auto's measurement, the
+    CLI) handle RuntimeError."""
+    eng = engines.build(tiny_decoder, (feats(TINY.c4),), "onnxruntime", device="cpu", cache_dir=cache_dir)
+    with pytest.raises(RuntimeError, match="onnxruntime"):
+        eng(feats(TINY.c4 + 1))  # the channels are fixed in the graph
+
+
 # ---------------------------------------------------------------- choices and errors
 def test_unknown_backend_lists_valid_names(tiny_encoder):
     with pytest.raises(ValueError, match="unknown engine backend 'tensorrtx'") as e:
