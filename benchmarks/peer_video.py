@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-frames", type=int, default=0, metavar="N",
                    help="also run every command on the clip's first N frames (0: not)")
     args = p.parse_args(argv)
+    if args.start_frames < 0 or args.rounds < 1:
+        p.error("--start-frames must be >= 0 and --rounds >= 1")
+    if len(set(args.also)) != len(args.also):
+        p.error("each --also once: the same arguments twice would be one row")
     from realtime.bench_setup import default_clip
     from realtime.measure import machine
     from realtime.profiling import prepare_clip

@@ -3,6 +3,7 @@ text reads them from there."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    ours = not logging.getLogger().handlers  # else a host program (or pytest) set up logging
     logging.basicConfig(level=logging.WARNING, format="rtstyle: %(message)s", stream=sys.stderr)
     for name in ("realtime", "engines"):  # other libraries' INFO chatter stays hidden
         logging.getLogger(name).setLevel(level)
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     from engines import EngineUnavailable
 
     try:
-        with logging_redirect_tqdm():  # a log line prints above a progress bar, not into it
+        # our log lines print above a progress bar, not into it
+        with logging_redirect_tqdm() if ours else contextlib.nullcontext():
             return args.func(args)
     except (UserError, ValueError, EngineUnavailable) as e:
         if args.verbose:  # a ValueError may be a bug, not bad input: show where it came from
