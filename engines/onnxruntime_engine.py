@@ -2,10 +2,10 @@
 
 One export serves every frame size and batch: input 0 is exported with dynamic dimensions
 (the other inputs, a style code, keep their shapes), so a new frame size costs nothing to
-build, and the cache key has no shapes in it (it has the module fingerprint, weights id,
-input dtypes and ranks, precision, opset, export format and library versions). A cached
-file that ONNX Runtime cannot load, or whose metadata does not match, is logged, deleted and
-exported again (``engines.cache.load_or_build``).
+build, and the cache key has no frame shape in it (it has the module fingerprint, weights id,
+input 0's dtype and rank, the other inputs' dtypes and shapes, precision, opset, export
+format and library versions). A cached file that ONNX Runtime cannot load, or whose metadata
+does not match, is logged, deleted and exported again (``engines.cache.load_or_build``).
 
 Device: ``device="cuda"`` runs on the CUDAExecutionProvider and fails if the session does
 not get it (ONNX Runtime itself would quietly fall back to the CPU); ``device="cpu"`` on
