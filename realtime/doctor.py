@@ -32,9 +32,10 @@ def cpu_rows() -> list[tuple[str, str]]:
     options = ", ".join(f"{b} {p}" for b, p in tuning.candidates())
     picks = Counter(f"{b} {p}" for b, p in tuning.remembered())
     chosen = ", ".join(f"{k} x{n}" for k, n in picks.most_common()) or "none yet"
-    rows.append(("auto on the cpu", f"measures {options} per model and frame size on first use, keeps the "
-                 f"fastest with at least {tuning.MIN_PSNR_DB:g} dB PSNR against eager fp32; remembered in "
-                 f"{tuning.choices_dir()}: {chosen}"))
+    rows.append(("auto on the cpu", f"measures {options} per model and frame size on first use (interleaved "
+                 f"rounds), keeps the fastest with at least {tuning.MIN_PSNR_DB:g} dB PSNR against eager fp32; "
+                 f"remembered (unless other programs kept the CPU busy meanwhile) in {tuning.choices_dir()}: "
+                 f"{chosen}"))
     return rows
 
 
