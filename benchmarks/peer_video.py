@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import av
 
@@ -50,21 +51,18 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def commands(args, ours: str, peer: str) -> dict[str, list[str]]:
-    """Label -> the command's arguments before ``CLIP -o OUT``'s place (ours take them after)."""
+def commands(args, ours: str, peer: str) -> dict[str, Callable[[Path, Path], list[str]]]:
+    """Label -> (clip, output) -> that command's argv: ours, each ``--also``, then the peer."""
     mine = ["--model", args.model] if args.model else []
     mine += ["--max-side", args.max_side] if args.max_side else []
     runs = {}
     for extra in ([], *map(shlex.split, args.also)):
-        runs["rtstyle convert " + (shlex.join(mine + extra) or "(defaults)")] = [ours, "convert", *mine, *extra]
-    runs[PEER] = [peer, "video"]
+        flags = [*mine, *extra]
+        runs["rtstyle convert " + (shlex.join(flags) or "(defaults)")] = \
+            lambda clip, out, flags=flags: [ours, "convert", str(clip), "-o", str(out), "--overwrite",
+                                            "--no-progress", *flags]
+    runs[PEER] = lambda clip, out: [peer, "video", str(clip), "-o", str(out), "--style", "7", "--device", "cpu"]
     return runs
-
-
-def argv_for(label: str, cmd: list[str], clip: Path, out: Path) -> list[str]:
-    if label == PEER:
-        return [*cmd, str(clip), "-o", str(out), "--style", "7", "--device", "cpu"]
-    return [*cmd[:2], str(clip), "-o", str(out), "--overwrite", "--no-progress", *cmd[2:]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, str], list[float]] = {}
         for r in range(args.rounds):
             for which, clip in clips.items():
-                for k, (label, cmd) in enumerate(runs.items()):
+                for k, (label, argv_for) in enumerate(runs.items()):
                     out = tmp / f"out{k}.mp4"
-                    seconds = timed(argv_for(label, cmd, clip, out))
+                    seconds = timed(argv_for(clip, out))
                     results.setdefault((which, label), []).append(seconds)
                     print(f"round {r + 1} {which} {label}: {frames_in(out)} of {counts[which]} frames in "
                           f"{seconds:.2f} s", file=sys.stderr)

@@ -195,11 +195,11 @@ BUSY_SHARE = 0.25
 _BUSY_CHOICES: dict[str, tuple[str, str]] = {}  # such choices, kept for this process only
 
 
-def cpu_use() -> tuple[float, int, int] | None:
-    """(monotonic seconds, busy jiffies of the CPUs this process may run on, this process's
-    jiffies) from /proc; None where there is no /proc (the choice is then remembered without
-    this check). Busy: user to steal (a hypervisor's steal slows us as much as a neighbour),
-    not idle or iowait; guest time is already inside user and nice."""
+def cpu_use() -> tuple[float, float, float] | None:
+    """(monotonic seconds, busy CPU seconds of the CPUs this process may run on, this process's
+    CPU seconds, all threads); None where there is no /proc/stat (the choice is then remembered
+    without this check). Busy: user to steal (a hypervisor's steal slows us as much as a
+    neighbour), not idle or iowait; guest time is already inside user and nice."""
     try:
         ours = {f"cpu{n}" for n in os.sched_getaffinity(0)} if hasattr(os, "sched_getaffinity") else None
         busy = 0
@@ -209,19 +209,16 @@ def cpu_use() -> tuple[float, int, int] | None:
                 if name.startswith("cpu") and name != "cpu" and (ours is None or name in ours):
                     ticks = [int(v) for v in values[:8]]
                     busy += sum(ticks) - ticks[3] - ticks[4]
-        with open("/proc/self/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return time.monotonic(), busy, int(fields[11]) + int(fields[12])  # utime + stime, all threads
     except (OSError, ValueError, IndexError):
         return None
+    return time.monotonic(), busy / os.sysconf("SC_CLK_TCK"), time.process_time()
 
 
 def other_cores(before, after) -> float | None:
     """Cores other processes kept busy on average between two ``cpu_use()`` readings."""
     if before is None or after is None or after[0] <= before[0]:
         return None
-    hz = os.sysconf("SC_CLK_TCK")
-    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / hz / (after[0] - before[0]))
+    return max(0.0, ((after[1] - before[1]) - (after[2] - before[2])) / (after[0] - before[0]))
 
 
 def choose(run_with: Callable[[str, str], Callable[[], torch.Tensor]], weights_id: str,

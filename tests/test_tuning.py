@@ -131,7 +131,7 @@ def test_other_programs_cpu_use_is_read_from_proc():
     while tuning.time.monotonic() - t0 < 0.3:  # our own work: not "other programs"
         pass
     after = tuning.cpu_use()
-    assert after[2] > before[2]  # our process's jiffies grew
+    assert after[2] > before[2]  # our process's CPU time grew
     assert after[1] - before[1] >= 0.5 * (after[2] - before[2])  # and the CPUs' busy time with them
     assert tuning.other_cores(before, after) is not None and tuning.other_cores(before, before) is None
 
