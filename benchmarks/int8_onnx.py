@@ -18,6 +18,7 @@ Zen 4 has AVX-512 VNNI (int8 dot products), so int8 convolutions could in princi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
 
     h, w = SIZES[args.size]
-    out = args.out or Path(tempfile.mkdtemp(prefix="int8_onnx_"))
+    out = (args.out or Path(tempfile.mkdtemp(prefix="int8_onnx_"))).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ["RTSTYLE_CACHE"] = str(out / "cache")  # the fp32 exports, apart from the user's cache
     net = open_network(args.model)
@@ -107,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    int8 = {m: (session(quantize(ox.encoder_engine.path, enc_feeds, out / f"enc_int8_{m}.onnx", m)),
-                session(quantize(ox.decoder_engine.path, dec_feeds, out / f"dec_int8_{m}.onnx", m)))
-            for m in ("minmax", "percentile")}
+    with contextlib.chdir(out):  # the quantizer leaves 1 MB ``<uuid>.data`` files in the working folder
+        int8 = {m: (session(quantize(ox.encoder_engine.path, enc_feeds, out / f"enc_int8_{m}.onnx", m)),
+                    session(quantize(ox.decoder_engine.path, dec_feeds, out / f"dec_int8_{m}.onnx", m)))
+                for m in ("minmax", "percentile")}
 
     def by_stylizer(s: Stylizer):
         return lambda f, st: s.decode(s.restyle(s.encode(s.prepare(f).padded), st))
