@@ -2,12 +2,14 @@
 codes, encoded once per encoder and kept in memory (LRU) and on disk.
 
 A ``Style`` is a key ("builtin:NAME", "file:NAME" or "upload:SHA"), a label, its source (what
-``--style`` takes; None for an upload) and a fingerprint of the pixels that get encoded, which
-names its cache file. Codes live under ``default_code_cache(stylizer)``:
-``$RTSTYLE_CACHE`` or ``$XDG_CACHE_HOME/rtstyle`` / ``style-codes/<encoder digest>``, since a
-style code depends only on the encoder (not the decoder: two models that share an encoder share
-codes). Thumbnails do not depend on any weights: ``style-thumbs/`` beside them. A corrupt cache
-file is recomputed, never trusted.
+``--style`` takes; None for an upload) and a fingerprint of the pixels that get encoded
+(``realtime.styles.source_fingerprint``; an upload's pixel hash), which names its cache file
+(``realtime.styles.CodeCache``, which also keeps the 512 px codes of ``Stylizer.encode_spec``).
+Codes live under ``default_code_cache(stylizer)``: ``$RTSTYLE_CACHE`` or
+``$XDG_CACHE_HOME/rtstyle`` / ``style-codes/<encoder digest>``, since a style code depends only
+on the encoder (not the decoder: two models that share an encoder share codes). Thumbnails do
+not depend on any weights: ``style-thumbs/`` beside them. A corrupt cache file is recomputed,
+never trusted.
 
 **The index** (``StyleCatalog.index``, ``rtstyle styles --index DIR``, and ``rtstyle serve`` in
 the background at start-up): every style's code and thumbnail computed ahead, so a gallery of
@@ -39,9 +41,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from realtime import __version__
 from realtime.adain import StyleCode
-from realtime.styles import BUILTINS, DEFAULT_STYLE, load_style_image
+from realtime.styles import BUILTINS, DEFAULT_STYLE, CodeCache, code_folder, load_style_image, source_fingerprint
 from realtime.stylizer import Stylizer
 
 log = logging.getLogger(__name__)
@@ -54,10 +55,7 @@ STYLE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 def default_code_cache(stylizer: Stylizer) -> Path | None:
     """``<cache>/style-codes/<encoder digest>``; None when the stylizer does not know its weights."""
-    from engines.cache import cache_dir
-
-    key = stylizer.network.encoder_digest if stylizer.network is not None else None
-    return cache_dir() / "style-codes" / key if key else None
+    return code_folder(stylizer.network.encoder_digest if stylizer.network is not None else None)
 
 
 def default_thumb_cache() -> Path:
@@ -119,6 +117,7 @@ class StyleCatalog:
     def __init__(self, stylizer: Stylizer, *, styles_dir: Path | None = None, cache_dir: Path | None = None,
                  thumb_dir: Path | None = None):
         self.stylizer, self.cache_dir, self.thumb_dir = stylizer, cache_dir, thumb_dir
+        self._disk = CodeCache(cache_dir, stylizer.code_type) if cache_dir is not None else None
         self._codes: OrderedDict[str, StyleCode] = OrderedDict()
         self._lock = threading.Lock()
         self._files = tempfile.TemporaryDirectory(prefix="rtstyle-gallery-")  # removed with the library
@@ -126,7 +125,7 @@ class StyleCatalog:
         self.thumbs: dict[str, np.ndarray] = {}
         self._paths: dict[str, str] = {}
         for name, draw in BUILTINS.items():
-            self._add(Style(f"builtin:{name}", name, name, f"builtin:{name}:{__version__}:{STYLE_SIZE}"),
+            self._add(Style(f"builtin:{name}", name, name, source_fingerprint(name, STYLE_SIZE)),
                       thumbnail(Image.fromarray(draw(THUMB))))
         if styles_dir is not None:
             self._add_dir(Path(styles_dir))
@@ -147,9 +146,11 @@ class StyleCatalog:
                 continue
             paths.append(path)
         for path, label in zip(paths, style_labels(paths, tuple(s.label for s in self.styles))):
-            st = path.stat()
-            style = Style(f"file:{path.name}", label, str(path.resolve()),
-                          f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{STYLE_SIZE}")
+            fingerprint = source_fingerprint(str(path), STYLE_SIZE)
+            if fingerprint is None:
+                log.warning("styles: skipping %s: not a readable file", path)
+                continue
+            style = Style(f"file:{path.name}", label, str(path.resolve()), fingerprint)
             try:
                 thumb = self._thumbnail(style, path)
             except (OSError, ValueError) as e:
@@ -181,8 +182,7 @@ class StyleCatalog:
 
     def ready(self, style: Style) -> bool:
         """True when the style's code is in memory or on disk (no encoding needed)."""
-        path = self._file(style)
-        return style.key in self._codes or (path is not None and path.is_file())
+        return style.key in self._codes or (self._disk is not None and self._disk.path(style.fingerprint).is_file())
 
     def index(self, progress: Callable[[int, int, float], None] | None = None, *,
               every_s: float = 5.0) -> "IndexReport":
@@ -233,33 +233,13 @@ class StyleCatalog:
                 self._codes.popitem(last=False)
         return code
 
-    def _file(self, style: Style) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        return self.cache_dir / (hashlib.sha256(style.fingerprint.encode()).hexdigest()[:32] + ".npz")
-
     def _load(self, style: Style) -> StyleCode | None:
-        path = self._file(style)
-        if path is None or not path.is_file():
-            return None
-        kind = self.stylizer.code_type  # a frozen dataclass of tensors (StyleCode, MicroCode)
-        try:
-            with np.load(path) as f:
-                code = kind(**{k.name: torch.from_numpy(f[k.name]) for k in dataclasses.fields(kind)})
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("style cache: %s is unreadable (%s); recomputing it", path, e)
-            return None
-        return code.to(self.stylizer.device)
+        code = self._disk.load(style.fingerprint) if self._disk is not None else None
+        return code.to(self.stylizer.device) if code is not None else None
 
     def _save(self, style: Style, code: StyleCode) -> None:
-        path = self._file(style)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k.name: getattr(code, k.name).cpu().numpy() for k in dataclasses.fields(code)})
-        os.replace(tmp, path)
+        if self._disk is not None:
+            self._disk.save(style.fingerprint, code)
 
 
 @dataclass(frozen=True)

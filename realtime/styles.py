@@ -4,8 +4,16 @@ The built-in artworks are drawn in ``realtime.artworks``; any image file is a st
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import importlib
+import logging
 import math
+import os
 import re
+import secrets
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +27,7 @@ from realtime.images import ImageError, read_image
 from realtime.artworks import BUILTINS, DEFAULT_STYLE, check_size  # noqa: F401  (re-exported)
 from realtime.frames import check_rgb
 
+log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- --style argument
 
@@ -126,21 +135,110 @@ def encode_style(encoder, image_rgb_u8: np.ndarray, *, device: str | torch.devic
     return StyleCode(code.mean.float().cpu(), code.std.float().cpu())
 
 
-def encode_spec(encode, spec: StyleSpec, *, size: int = 512, reference: np.ndarray | None = None):
+def encode_spec(encode, spec: StyleSpec, *, size: int = 512, reference: np.ndarray | None = None,
+                cache: CodeCache | None = None):
     """Every entry of a parsed ``--style`` -> one mixed code (weights normalized). ``encode``:
     a style encoder, (H, W, 3) uint8 RGB -> code (``Stylizer``'s: ``AdaINStyleEncoder`` or a
     model family's own); codes are mixed by their type's ``mix``. ``reference``: (H, W, 3)
     uint8 RGB content the style images are recoloured to first (colour transfer before
-    encoding, ``realtime.color.match_color``)."""
+    encoding, ``realtime.color.match_color``). ``cache``: each entry's code is read from it
+    when there, else computed and kept there (not with a ``reference``: a recoloured picture
+    is another picture)."""
     from realtime.color import match_color
 
     codes = []
     for e in spec:
-        img = load_style_image(e.source, size)
-        if reference is not None:
-            img = match_color(img, reference)
-        codes.append(encode(img))
+        key = source_fingerprint(e.source, size) if cache is not None and reference is None else None
+        code = cache.load(key) if key else None
+        if code is None:
+            img = load_style_image(e.source, size)
+            if reference is not None:
+                img = match_color(img, reference)
+            code = encode(img)
+            if key:
+                cache.save(key, code)
+        codes.append(code)
     return type(codes[0]).mix(codes, [e.weight for e in spec])
+
+
+# ----------------------------------------------------------------------------- codes on disk
+# The code that turns a picture into a code, or draws a built-in: a change to any of these
+# modules makes every cached code stale (the weights are the cache folder's name).
+CODE_MODULES = ("realtime.styles", "realtime.artworks", "realtime.images", "realtime.adain", "realtime.model",
+                "realtime.microast", "realtime.fastconv", "realtime.stylizer")
+
+
+@functools.cache
+def code_digest() -> str:
+    """sha256 (first 16 hex) of the source of ``CODE_MODULES`` (``engines.cache.source_bytes``)."""
+    from engines.cache import source_bytes
+
+    h = hashlib.sha256()
+    for name in CODE_MODULES:
+        h.update(source_bytes(importlib.import_module(name)))
+    return h.hexdigest()[:16]
+
+
+def source_fingerprint(source: str, size: int) -> str | None:
+    """What ``load_style_image(source, size)`` returns, named without making it: a built-in's
+    name, a file's resolved path, byte size and modification time; None for neither."""
+    if source in BUILTINS:
+        return f"builtin:{source}:{size}"
+    try:
+        path = Path(source).resolve()
+        st = path.stat()
+    except (OSError, RuntimeError):  # missing, unreadable, a symlink loop: load_style_image says why
+        return None
+    return f"file:{path}:{st.st_size}:{st.st_mtime_ns}:{size}" if path.is_file() else None
+
+
+def code_folder(encoder_digest: str | None) -> Path | None:
+    """``<cache>/style-codes/<encoder digest>`` (``engines.cache.cache_dir``): a code depends
+    on the encoder's weights only, so models that share an encoder share codes. None without a
+    digest (weights of unknown identity)."""
+    from engines.cache import cache_dir
+
+    return cache_dir() / "style-codes" / encoder_digest if encoder_digest else None
+
+
+class CodeCache:
+    """Style codes on disk, one ``.npz`` a code in ``folder``, named by a fingerprint of the
+    picture (``source_fingerprint``, or an upload's pixel hash) and ``code_digest()``.
+    ``kind``: the code's type, a frozen dataclass of tensors (``StyleCode``, ``MicroCode``).
+    A file that cannot be read is logged and computed again, never trusted; one that cannot
+    be written is logged and skipped: the cache never fails the work it speeds up."""
+
+    def __init__(self, folder: Path, kind: type):
+        self.folder, self.kind = Path(folder), kind
+
+    def path(self, fingerprint: str) -> Path:
+        name = hashlib.sha256(f"{fingerprint}\0{code_digest()}".encode()).hexdigest()[:32]
+        return self.folder / f"{name}.npz"
+
+    def load(self, fingerprint: str):
+        """The cached code (CPU tensors), or None."""
+        path = self.path(fingerprint)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as f:
+                return self.kind(**{k.name: torch.from_numpy(f[k.name]) for k in dataclasses.fields(self.kind)})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("style cache: %s is unreadable (%s); computing the code again", path, e)
+            return None
+
+    def save(self, fingerprint: str, code) -> None:
+        path = self.path(fingerprint)
+        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.savez(f, **{k.name: getattr(code, k.name).cpu().numpy() for k in dataclasses.fields(code)})
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            log.warning("style cache: cannot write %s (%s); the code is used, not kept", path, e)
 
 
 def describe_style(image: np.ndarray, colors: int = 5) -> dict:

@@ -303,6 +303,30 @@ def test_the_stylizer_runs_microast_with_codes_as_engine_inputs():
     assert torch.allclose(mixed.weight, want.weight) and torch.allclose(mixed.mean, want.mean)
 
 
+def test_stylizer_reads_style_codes_from_disk_the_second_time(tmp_path, monkeypatch):
+    """``Stylizer.encode_spec`` keeps each entry's code under the cache folder of its encoder's
+    weights: a second start does not draw or encode the style again, and gets the same code."""
+    from realtime import styles
+    from realtime.models import load_model
+    from realtime.stylizer import Stylizer
+
+    monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
+    first = load_model("microast", backend="eager", device="cpu").encode_spec("mosaic,ink:0.5")
+    assert len(list((tmp_path / "style-codes").glob("*/*.npz"))) == 2
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the style was drawn again")
+
+    monkeypatch.setattr(styles, "load_style_image", no_drawing)
+    again = load_model("microast", backend="eager", device="cpu").encode_spec("mosaic,ink:0.5")
+    for name in ("mean", "std", "weight", "bias"):
+        assert torch.equal(getattr(again, name), getattr(first, name)), name
+    net = load_model("microast", backend="eager", device="cpu")
+    anonymous = Stylizer(net._encoder, net._decoder, device="cpu", style_encoder=net._style_encoder,
+                         restyle=net._restyle)  # weights of unknown identity: nothing to key a cache by
+    assert anonymous.code_cache() is None
+
+
 def test_onnxruntime_engine_matches_eager_for_microast():
     pytest.importorskip("onnxruntime")
     import numpy as np

@@ -12,9 +12,11 @@ import torch
 from conftest import missing_shared_data
 from realtime.adain import StyleCode, adain, mean_std, mix
 from realtime.images import ImageError
+from realtime import styles
 from realtime.styles import (
     BUILTINS,
     DEFAULT_STYLE,
+    CodeCache,
     StyleEntry,
     describe_style,
     encode_spec,
@@ -175,6 +177,72 @@ def test_encode_spec_mixes_the_entries(tiny_encoder):
     want = mix([a, b], [1, 3])
     torch.testing.assert_close(got.mean, want.mean)
     torch.testing.assert_close(got.std, want.std)
+
+
+class CountingEncoder:
+    """A style encoder that counts its pictures."""
+
+    def __init__(self, encoder):
+        from realtime.stylizer import AdaINStyleEncoder
+
+        self.inner, self.calls = AdaINStyleEncoder(encoder), 0
+
+    def __call__(self, rgb):
+        self.calls += 1
+        return self.inner(rgb)
+
+
+def test_encode_spec_keeps_each_entry_code_on_disk(tiny_encoder, tmp_path):
+    enc, cache = CountingEncoder(tiny_encoder), CodeCache(tmp_path / "codes", StyleCode)
+    art = tmp_path / "art.png"
+    cv2.imwrite(str(art), BUILTINS["waves"](80))
+    spec = parse_style_arg(f"ink,{art}:2")
+    first = encode_spec(enc, spec, size=64, cache=cache)
+    assert enc.calls == 2 and len(list(cache.folder.glob("*.npz"))) == 2
+    again = encode_spec(enc, spec, size=64, cache=cache)
+    assert enc.calls == 2, "cached codes were encoded again"
+    torch.testing.assert_close(again.mean, first.mean, rtol=0, atol=0)
+    torch.testing.assert_close(again.std, first.std, rtol=0, atol=0)
+    # another size is another picture
+    encode_spec(enc, parse_style_arg("ink"), size=72, cache=cache)
+    assert enc.calls == 3
+    # a changed file is encoded again (the built-in is not); the code follows the new picture
+    cv2.imwrite(str(art), BUILTINS["pointillism"](96))
+    changed = encode_spec(enc, spec, size=64, cache=cache)
+    assert enc.calls == 4 and not torch.equal(changed.mean, first.mean)
+    # a recoloured style is not the cached picture: encoded every time, nothing kept
+    files = sorted(cache.folder.glob("*.npz"))
+    encode_spec(enc, spec, size=64, cache=cache, reference=BUILTINS["mosaic"](64))
+    assert enc.calls == 6 and sorted(cache.folder.glob("*.npz")) == files
+    # new code that computes codes makes every cached one stale
+    key = styles.source_fingerprint("ink", 64)
+    before = cache.path(key)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(styles, "code_digest", lambda: "another version")
+        assert cache.path(key) != before and cache.load(key) is None
+
+
+def test_code_cache_never_trusts_a_bad_file_nor_fails_the_work(tiny_encoder, tmp_path, read_only_dir, caplog):
+    enc, cache = CountingEncoder(tiny_encoder), CodeCache(tmp_path / "codes", StyleCode)
+    spec = parse_style_arg("ink")
+    good = encode_spec(enc, spec, size=64, cache=cache)
+    (path,) = cache.folder.glob("*.npz")
+    path.write_bytes(b"not an npz")
+    with caplog.at_level("WARNING", logger="realtime.styles"):
+        again = encode_spec(enc, spec, size=64, cache=cache)
+    assert enc.calls == 2 and "unreadable" in caplog.text
+    torch.testing.assert_close(again.mean, good.mean)
+    assert cache.load(styles.source_fingerprint("ink", 64)) is not None, "the bad file was not replaced"
+    # a folder that refuses files: the code is still made, a warning says it was not kept
+    stuck = CodeCache(read_only_dir / "codes", StyleCode)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="realtime.styles"):
+        code = encode_spec(enc, spec, size=64, cache=stuck)
+    torch.testing.assert_close(code.mean, good.mean)
+    assert "cannot write" in caplog.text
+    # neither a built-in nor a file: no fingerprint (load_style_image says what is wrong)
+    assert styles.source_fingerprint(str(tmp_path / "missing.png"), 64) is None
+    assert styles.source_fingerprint(str(tmp_path), 64) is None
 
 
 def test_real_vgg_tells_builtins_apart():
