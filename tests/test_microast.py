@@ -307,7 +307,7 @@ def test_stylizer_reads_style_codes_from_disk_the_second_time(tmp_path, monkeypa
     """``Stylizer.encode_spec`` keeps each entry's code under the cache folder of its encoder's
     weights: a second start does not draw or encode the style again, and gets the same code."""
     from realtime import styles
-    from realtime.models import load_model
+    from realtime.models import load_model, open_network
     from realtime.stylizer import Stylizer
 
     monkeypatch.setenv("RTSTYLE_CACHE", str(tmp_path))
@@ -321,9 +321,9 @@ def test_stylizer_reads_style_codes_from_disk_the_second_time(tmp_path, monkeypa
     again = load_model("microast", backend="eager", device="cpu").encode_spec("mosaic,ink:0.5")
     for name in ("mean", "std", "weight", "bias"):
         assert torch.equal(getattr(again, name), getattr(first, name)), name
-    net = load_model("microast", backend="eager", device="cpu")
-    anonymous = Stylizer(net._encoder, net._decoder, device="cpu", style_encoder=net._style_encoder,
-                         restyle=net._restyle)  # weights of unknown identity: nothing to key a cache by
+    net = open_network("microast")
+    anonymous = Stylizer(net.encoder, net.decoder, device="cpu", style_encoder=net.style_encoder,
+                         restyle=net.restyle)  # weights of unknown identity: nothing to key a cache by
     assert anonymous.code_cache() is None
 
 
