@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from benchmarks.quality import SELECT, SHARED, TEST_CONTENT, TEST_STYLE, heldout
-from realtime import dataset
 from realtime.bench_setup import SIZES, fit_frames
 from realtime.models import open_network
 from realtime.stylizer import Stylizer, StyleSettings
@@ -38,14 +37,6 @@ from realtime.tuning import MIN_PSNR_DB, psnr
 
 def frame(rgb: np.ndarray, h: int, w: int) -> torch.Tensor:
     return fit_frames(torch.from_numpy(np.ascontiguousarray(rgb))[None], h, w)
-
-
-def training_side(folder: Path, count: int) -> list[np.ndarray]:
-    """The first ``count`` pictures of the training split, in name-hash order."""
-    paths = dataset.list_files([folder], dataset.IMAGE_EXTS)
-    train, _ = dataset.split_names([p.name for p in paths], 0.1)
-    train = sorted(train, key=lambda n: dataset._unit_hash(dataset.split_key(n)))[:count]
-    return [dataset.read_image(folder / n, 1024) for n in train]
 
 
 def quantize(onnx_path: Path, feeds: list[dict], out: Path, method: str) -> Path:
@@ -92,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             for b, pr in (("eager", "fp32"), ("eager", "bf16"), ("onnxruntime", "fp32"))}
     ref, ox = made["eager", "fp32"], made["onnxruntime", "fp32"]
 
-    calib_frames = [frame(c, h, w) for c in training_side(SHARED / "content", 24)]
-    calib_codes = [StyleSettings(ref.encode_style(s)) for s in training_side(SHARED / "styles", 8)]
+    calib_frames = [frame(c, h, w) for _, c in heldout(SHARED / "content", 24, 0, training=True)]
+    calib_codes = [StyleSettings(ref.encode_style(s)) for _, s in heldout(SHARED / "styles", 8, 0, training=True)]
     with torch.inference_mode():
         for s in made.values():
             s(calib_frames[0], calib_codes[0])  # builds the engines (the ONNX exports)

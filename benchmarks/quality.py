@@ -46,12 +46,13 @@ def square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
 
 
-def heldout(folder: Path, count: int, skip: int) -> list[tuple[str, np.ndarray]]:
-    """Held-out pictures ``skip .. skip+count`` in name-hash order, full size, RGB uint8."""
+def heldout(folder: Path, count: int, skip: int, *, training: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Held-out pictures ``skip .. skip+count`` in name-hash order, full size, RGB uint8
+    (``training``: from the training side instead, e.g. to calibrate on)."""
     paths = dataset.list_files([folder], dataset.IMAGE_EXTS)
-    _, held = dataset.split_names([p.name for p in paths], 0.1)
-    held = sorted(held, key=lambda n: dataset._unit_hash(dataset.split_key(n)))[skip:skip + count]
-    return [(n, dataset.read_image(folder / n, 1024)) for n in held]
+    train, held = dataset.split_names([p.name for p in paths], 0.1)
+    names = sorted(train if training else held, key=lambda n: dataset._unit_hash(dataset.split_key(n)))
+    return [(n, dataset.read_image(folder / n, 1024)) for n in names[skip:skip + count]]
 
 
 def pairs(data: Path, size: int, test: bool) -> list[tuple[str, str, np.ndarray, np.ndarray]]:

@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -99,12 +100,13 @@ def source_bytes(mod: ModuleType) -> bytes:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` with a temp name in the same folder, then rename it to ``path``.
 
-    The temp name keeps ``path``'s suffix (some savers check it). On any error the temp
-    file is removed and the error propagates; ``path`` is either absent or complete.
+    The temp name keeps ``path``'s suffix (some savers check it) and is unique to the call, so
+    two threads writing the same entry do not share one. On any error the temp file is removed
+    and the error propagates; ``path`` is either absent or complete.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
-import secrets
 import tempfile
 import threading
 import time
@@ -41,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from engines.cache import atomic_write
 from realtime.adain import StyleCode
 from realtime.styles import BUILTINS, DEFAULT_STYLE, CodeCache, code_folder, load_style_image, source_fingerprint
 from realtime.stylizer import Stylizer
@@ -174,10 +173,7 @@ class StyleCatalog:
                     log.warning("style cache: %s is unreadable (%s); recomputing it", cached, e)
         thumb = file_thumbnail(path)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            Image.fromarray(thumb).save(tmp, format="PNG")
-            os.replace(tmp, cached)
+            atomic_write(cached, lambda tmp: Image.fromarray(thumb).save(tmp, format="PNG"))
         return thumb
 
     def ready(self, style: Style) -> bool:

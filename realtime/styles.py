@@ -4,16 +4,13 @@ The built-in artworks are drawn in ``realtime.artworks``; any image file is a st
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import importlib
 import logging
 import math
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import NamedTuple
 
@@ -228,16 +225,13 @@ class CodeCache:
             return None
 
     def save(self, fingerprint: str, code) -> None:
+        from engines.cache import atomic_write
+
         path = self.path(fingerprint)
-        tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+        arrays = {k.name: getattr(code, k.name).cpu().numpy() for k in dataclasses.fields(code)}
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                np.savez(f, **{k.name: getattr(code, k.name).cpu().numpy() for k in dataclasses.fields(code)})
-            os.replace(tmp, path)
+            atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
         except OSError as e:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             log.warning("style cache: cannot write %s (%s); the code is used, not kept", path, e)
 
 
